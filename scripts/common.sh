@@ -1,0 +1,16 @@
+# Shared settings for tidal's scripts. Sourced, not run.
+# Everything installed goes under TIDAL_HOME (outside the repository) and is reused when present.
+set -euo pipefail
+TIDAL_HOME="${TIDAL_HOME:-$HOME/.cache/tidal}"
+KAFKA_VERSION="${KAFKA_VERSION:-4.1.1}"
+ORT_VERSION="${ORT_VERSION:-1.31.1}"
+KAFKA_LIBS="$TIDAL_HOME/kafka-$KAFKA_VERSION/libs"
+ORT_DYLIB="$TIDAL_HOME/onnxruntime-$ORT_VERSION/libonnxruntime.so"
+TIDAL_VENV="$TIDAL_HOME/venv"
+TIDAL_MODEL_DIR="${TIDAL_MODEL_DIR:-$TIDAL_HOME/models}"
+REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+export TIDAL_HOME TIDAL_MODEL_DIR
+export ORT_DYLIB_PATH="${ORT_DYLIB_PATH:-$ORT_DYLIB}"
+
+log() { printf '\033[1;34m[tidal]\033[0m %s\n' "$*" >&2; }
+die() { printf '\033[1;31m[tidal] error:\033[0m %s\n' "$*" >&2; exit 1; }

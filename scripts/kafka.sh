@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# Starts or stops a single-node Apache Kafka (KRaft, broker+controller) on 127.0.0.1 with its data
+# in a temporary directory. Usage: kafka.sh start|stop|status [PORT]   (PORT default 9092)
+# `start` waits until the broker answers and prints its bootstrap address.
+source "$(dirname "$0")/common.sh"
+cmd="${1:-}"; port="${2:-${TIDAL_KAFKA_PORT:-9092}}"
+controller_port=$((port + 1))
+state="${TMPDIR:-/tmp}/tidal-kafka-$port"
+
+is_running() { [ -f "$state/pid" ] && kill -0 "$(cat "$state/pid")" 2>/dev/null; }
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; }
+
+start() {
+  if is_running; then log "Kafka already running on 127.0.0.1:$port (pid $(cat "$state/pid"))"; echo "127.0.0.1:$port"; return; fi
+  [ -f "$KAFKA_LIBS/.complete" ] || die "Kafka's jars are missing: run scripts/setup-kafka.sh first"
+  port_open && die "port $port is taken by another process; pass another port: kafka.sh start PORT"
+  rm -rf "$state"; mkdir -p "$state/data"
+  cat > "$state/server.properties" <<PROPS
+process.roles=broker,controller
+node.id=1
+controller.quorum.bootstrap.servers=127.0.0.1:$controller_port
+listeners=PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$controller_port
+advertised.listeners=PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$controller_port
+controller.listener.names=CONTROLLER
+inter.broker.listener.name=PLAINTEXT
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
+log.dirs=$state/data
+num.partitions=1
+auto.create.topics.enable=false
+offsets.topic.replication.factor=1
+offsets.topic.num.partitions=4
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+transaction.state.log.num.partitions=4
+share.coordinator.state.topic.replication.factor=1
+share.coordinator.state.topic.min.isr=1
+group.initial.rebalance.delay.ms=0
+log.flush.interval.messages=9223372036854775807
+PROPS
+  cat > "$state/log4j.properties" <<'L4J'
+log4j.rootLogger=WARN, stdout
+log4j.appender.stdout=org.apache.log4j.ConsoleAppender
+log4j.appender.stdout.layout=org.apache.log4j.PatternLayout
+log4j.appender.stdout.layout.ConversionPattern=[%d] %p %m (%c)%n
+log4j.logger.kafka.server.KafkaServer=INFO
+log4j.logger.kafka.server.BrokerServer=INFO
+L4J
+  local java_opts=(-Xms256m -Xmx${TIDAL_KAFKA_HEAP:-512m} -XX:+UseG1GC -Djava.awt.headless=true
+    "-Dlog4j.configuration=file:$state/log4j.properties" -cp "$KAFKA_LIBS/*")
+  local cluster_id; cluster_id="$(python3 -c 'import base64,uuid;print(base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("="))')"
+  java "${java_opts[@]}" kafka.tools.StorageTool format -t "$cluster_id" -c "$state/server.properties" --standalone \
+    > "$state/format.log" 2>&1 || die "formatting Kafka's storage failed: $(tail -5 "$state/format.log")"
+  nohup java "${java_opts[@]}" kafka.Kafka "$state/server.properties" > "$state/kafka.log" 2>&1 &
+  echo $! > "$state/pid"
+  for _ in $(seq 1 120); do
+    if grep -q "Kafka Server started\|\[KafkaRaftServer nodeId=1\] Kafka Server started\|started (kafka.server" "$state/kafka.log" 2>/dev/null && port_open; then
+      log "Kafka $KAFKA_VERSION up on 127.0.0.1:$port (data in $state)"; echo "127.0.0.1:$port"; return
+    fi
+    is_running || die "Kafka exited during start-up: $(tail -20 "$state/kafka.log")"
+    sleep 0.5
+  done
+  die "Kafka did not start within 60 s; see $state/kafka.log"
+}
+
+stop() {
+  if ! is_running; then log "Kafka on port $port is not running"; rm -rf "$state"; return; fi
+  local pid; pid="$(cat "$state/pid")"
+  kill -TERM "$pid" 2>/dev/null || true
+  for _ in $(seq 1 60); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
+  kill -0 "$pid" 2>/dev/null && { log "Kafka did not stop in 30 s; killing it"; kill -KILL "$pid" 2>/dev/null || true; }
+  rm -rf "$state"
+  log "Kafka on port $port stopped"
+}
+
+case "$cmd" in
+  start) start ;;
+  stop) stop ;;
+  status) if is_running; then echo "running on 127.0.0.1:$port (pid $(cat "$state/pid"))"; else echo "stopped"; exit 1; fi ;;
+  *) die "usage: kafka.sh start|stop|status [PORT]" ;;
+esac

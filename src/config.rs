@@ -1,0 +1,360 @@
+//! Typed, layered configuration: built-in defaults < TOML file < `TIDAL_*` environment < CLI flags.
+//!
+//! The file is parsed with `deny_unknown_fields`, so a misspelt key fails at start-up with its name.
+//! [`ServeConfig::validate`] runs once before any thread starts; everything after it can trust the
+//! values. Raw librdkafka keys live in `crate::kafka::client`, plus the explicit pass-through map
+//! [`KafkaConfig::librdkafka_options`].
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::error::{Error, Result};
+
+/// Configuration of `tidal serve`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServeConfig {
+    /// Application name: prefix of the consumer group and of every `transactional.id`.
+    pub app: String,
+    /// This process's stable identity within the app (default: the host name). Two processes that
+    /// run at once must have different instances; a restarted process must keep its instance so
+    /// that its transactional producers fence the ones it left behind.
+    pub instance: Option<String>,
+    /// Worker threads; 0 means one per CPU minus one (at least one).
+    pub workers: usize,
+    /// Pin each worker to its own core.
+    pub pin_workers: bool,
+    /// Models to serve, by manifest name (see `models/`).
+    pub models: Vec<String>,
+    /// Folder of model manifests (`<name>.toml`); unset means the manifests built into tidal.
+    pub manifest_dir: Option<PathBuf>,
+    /// Folder the manifests' relative file paths resolve against
+    /// (default: `$TIDAL_MODEL_DIR`, else `~/.cache/tidal/models`).
+    pub model_dir: Option<PathBuf>,
+    /// ONNX Runtime shared library (default: `$ORT_DYLIB_PATH`, else the set-up's install).
+    pub onnxruntime_library: Option<PathBuf>,
+    pub kafka: KafkaConfig,
+    pub topics: TopicNames,
+    pub batch: BatchConfig,
+    pub limits: Limits,
+    pub metrics: MetricsConfig,
+}
+
+/// Kafka connection and client settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KafkaConfig {
+    /// Bootstrap servers, `host:port[,host:port...]`.
+    pub brokers: String,
+    /// Consumer group (default `tidal-<app>`).
+    pub group_id: Option<String>,
+    /// Transaction timeout: the broker aborts a transaction left open longer than this.
+    #[serde(with = "humantime_serde")]
+    pub transaction_timeout: Duration,
+    /// Consumer session timeout (group membership heartbeat deadline).
+    #[serde(with = "humantime_serde")]
+    pub session_timeout: Duration,
+    /// How long a blocking Kafka call (init/commit/abort transaction, committed offsets) may take.
+    #[serde(with = "humantime_serde")]
+    pub call_timeout: Duration,
+    /// Extra librdkafka properties passed as they are to every client (e.g. security settings).
+    pub librdkafka_options: BTreeMap<String, String>,
+}
+
+/// Topic naming: `<request_prefix><model>` in, `<result_prefix><model>` out.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TopicNames {
+    /// Prefix of request topics.
+    pub request_prefix: String,
+    /// Prefix of result topics.
+    pub result_prefix: String,
+    /// Dead-letter topic for input that cannot be answered.
+    pub dead_letter: String,
+}
+
+/// Micro-batching: take what the broker delivered, up to `max_batch`, waiting at most `linger`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BatchConfig {
+    /// Most requests in one model run and one transaction.
+    pub max_batch: usize,
+    /// Longest wait for more requests once the first one arrived.
+    #[serde(with = "humantime_serde")]
+    pub linger: Duration,
+    /// How long one poll for the first request of a batch waits before checking for shutdown.
+    #[serde(with = "humantime_serde")]
+    pub idle_poll: Duration,
+}
+
+/// Input limits, enforced before any expensive work.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Largest record value accepted, in bytes; larger ones go to the dead-letter topic.
+    pub max_payload_bytes: usize,
+    /// Longest `text` accepted, in bytes; longer ones go to the dead-letter topic. (Texts within
+    /// this limit but beyond the model's `max_tokens` are truncated to `max_tokens`.)
+    pub max_text_bytes: usize,
+}
+
+/// Prometheus endpoint.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// Address of the `/metrics` HTTP listener (`host:port`); loopback by default. An empty
+    /// string disables the endpoint.
+    pub listen: String,
+}
+
+impl Default for ServeConfig {
+    fn default() -> Self {
+        ServeConfig {
+            app: "tidal".into(),
+            instance: None,
+            workers: 0,
+            pin_workers: true,
+            models: vec!["sentiment".into()],
+            manifest_dir: None,
+            model_dir: None,
+            onnxruntime_library: None,
+            kafka: KafkaConfig::default(),
+            topics: TopicNames::default(),
+            batch: BatchConfig::default(),
+            limits: Limits::default(),
+            metrics: MetricsConfig::default(),
+        }
+    }
+}
+
+impl Default for KafkaConfig {
+    fn default() -> Self {
+        KafkaConfig {
+            brokers: "127.0.0.1:9092".into(),
+            group_id: None,
+            transaction_timeout: Duration::from_secs(30),
+            session_timeout: Duration::from_secs(10),
+            call_timeout: Duration::from_secs(30),
+            librdkafka_options: BTreeMap::new(),
+        }
+    }
+}
+
+impl Default for TopicNames {
+    fn default() -> Self {
+        TopicNames {
+            request_prefix: "tidal.requests.".into(),
+            result_prefix: "tidal.results.".into(),
+            dead_letter: "tidal.dlq".into(),
+        }
+    }
+}
+
+impl Default for BatchConfig {
+    fn default() -> Self {
+        BatchConfig { max_batch: 32, linger: Duration::from_millis(5), idle_poll: Duration::from_millis(100) }
+    }
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits { max_payload_bytes: 1 << 20, max_text_bytes: 16 * 1024 }
+    }
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        MetricsConfig { listen: "127.0.0.1:9464".into() }
+    }
+}
+
+impl MetricsConfig {
+    /// The listener address, or `None` when disabled.
+    pub fn address(&self) -> Result<Option<SocketAddr>> {
+        if self.listen.trim().is_empty() {
+            return Ok(None);
+        }
+        self.listen.trim().parse().map(Some).map_err(|_| {
+            Error::Config(format!(
+                "metrics.listen = '{}' is not an address: use ip:port, e.g. 127.0.0.1:9464, or \"\" to disable",
+                self.listen
+            ))
+        })
+    }
+}
+
+/// Where tidal's set-up installs things: `$TIDAL_HOME`, else `~/.cache/tidal`.
+pub fn tidal_home() -> PathBuf {
+    if let Some(home) = std::env::var_os("TIDAL_HOME") {
+        return PathBuf::from(home);
+    }
+    let user_home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."));
+    user_home.join(".cache").join("tidal")
+}
+
+impl ServeConfig {
+    /// Reads a TOML file over the defaults.
+    pub fn from_file(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|source| Error::Io { path: path.into(), source })?;
+        Self::from_toml(&text).map_err(|e| Error::Config(format!("{}: {e}", path.display())))
+    }
+
+    /// Parses TOML text over the defaults.
+    pub fn from_toml(text: &str) -> Result<Self> {
+        toml::from_str(text).map_err(|e| Error::Config(e.message().to_string() + &span_hint(text, e.span())))
+    }
+
+    /// The consumer group: configured, else `tidal-<app>`.
+    pub fn group_id(&self) -> String {
+        self.kafka.group_id.clone().unwrap_or_else(|| format!("tidal-{}", self.app))
+    }
+
+    /// The instance identity: configured, else the host name.
+    pub fn instance(&self) -> String {
+        self.instance.clone().unwrap_or_else(host_name)
+    }
+
+    /// Worker count: configured, else CPUs − 1 (at least 1).
+    pub fn worker_count(&self) -> usize {
+        if self.workers > 0 {
+            self.workers
+        } else {
+            num_cpus::get().saturating_sub(1).max(1)
+        }
+    }
+
+    /// Folder that model files resolve against.
+    pub fn model_dir(&self) -> PathBuf {
+        self.model_dir
+            .clone()
+            .or_else(|| std::env::var_os("TIDAL_MODEL_DIR").map(PathBuf::from))
+            .unwrap_or_else(|| tidal_home().join("models"))
+    }
+
+    /// ONNX Runtime library path.
+    pub fn onnxruntime_library(&self) -> PathBuf {
+        self.onnxruntime_library
+            .clone()
+            .or_else(|| std::env::var_os("ORT_DYLIB_PATH").map(PathBuf::from))
+            .unwrap_or_else(|| tidal_home().join("onnxruntime-1.31.1").join("libonnxruntime.so"))
+    }
+
+    /// Checks every value once, with errors that say how to fix them.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |msg: String| Err(Error::Config(msg));
+        if self.app.is_empty() || !self.app.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
+            return bad(format!("app '{}' must be non-empty and use only letters, digits, '-', '_', '.'", self.app));
+        }
+        validate_brokers(&self.kafka.brokers)?;
+        if self.models.is_empty() {
+            return bad("models is empty: name at least one model to serve, e.g. models = [\"sentiment\"]".into());
+        }
+        if self.batch.max_batch == 0 || self.batch.max_batch > 4096 {
+            return bad(format!("batch.max_batch = {} must be between 1 and 4096", self.batch.max_batch));
+        }
+        if self.batch.idle_poll.is_zero() {
+            return bad("batch.idle_poll must be above zero, e.g. \"100ms\"".into());
+        }
+        if self.limits.max_payload_bytes == 0 || self.limits.max_text_bytes == 0 {
+            return bad("limits.max_payload_bytes and limits.max_text_bytes must be above zero".into());
+        }
+        let txn = self.kafka.transaction_timeout;
+        if txn < Duration::from_secs(1) || txn > Duration::from_secs(900) {
+            return bad(format!(
+                "kafka.transaction_timeout = {} must be between 1s and 15m (the broker's default \
+                 transaction.max.timeout.ms)",
+                humantime::format_duration(txn)
+            ));
+        }
+        if self.kafka.session_timeout < Duration::from_secs(1) {
+            return bad("kafka.session_timeout must be at least 1s".into());
+        }
+        self.metrics.address()?;
+        let lib = self.onnxruntime_library();
+        if !lib.is_file() {
+            return bad(format!(
+                "ONNX Runtime library not found at {}: run scripts/setup.sh, or point ORT_DYLIB_PATH \
+                 (or onnxruntime_library) at libonnxruntime.so 1.31+",
+                lib.display()
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Checks `host:port[,host:port]` syntax (not reachability: that is the client's job).
+pub fn validate_brokers(brokers: &str) -> Result<()> {
+    if brokers.trim().is_empty() {
+        return Err(Error::Config("kafka.brokers is empty: give host:port, e.g. 127.0.0.1:9092".into()));
+    }
+    for broker in brokers.split(',') {
+        let broker = broker.trim();
+        let broker = broker.split_once("://").map_or(broker, |(_, rest)| rest);
+        let port_ok = broker
+            .rsplit_once(':')
+            .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0));
+        if !port_ok {
+            return Err(Error::Config(format!(
+                "bad broker address '{broker}' in '{brokers}': expected host:port, e.g. 127.0.0.1:9092"
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn span_hint(text: &str, span: Option<std::ops::Range<usize>>) -> String {
+    let Some(span) = span else { return String::new() };
+    let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
+    format!(" (line {line})")
+}
+
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "local".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_parse_from_empty_file() {
+        let cfg = ServeConfig::from_toml("").unwrap();
+        assert_eq!(cfg.models, vec!["sentiment"]);
+        assert_eq!(cfg.group_id(), "tidal-tidal");
+        assert_eq!(cfg.batch.linger, Duration::from_millis(5));
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let err = ServeConfig::from_toml("[batch]\nmax_bach = 3\n").unwrap_err().to_string();
+        assert!(err.contains("max_bach"), "{err}");
+        assert!(err.contains("line 2"), "{err}");
+    }
+
+    #[test]
+    fn durations_are_human() {
+        let cfg =
+            ServeConfig::from_toml("[batch]\nlinger = \"20ms\"\n[kafka]\ntransaction_timeout = \"1m\"\n").unwrap();
+        assert_eq!(cfg.batch.linger, Duration::from_millis(20));
+        assert_eq!(cfg.kafka.transaction_timeout, Duration::from_secs(60));
+    }
+
+    #[test]
+    fn broker_addresses_are_checked() {
+        assert!(validate_brokers("127.0.0.1:9092").is_ok());
+        assert!(validate_brokers("a:1, b:2").is_ok());
+        assert!(validate_brokers("SSL://kafka:9093").is_ok());
+        for bad in ["", "localhost", "host:", ":9092", "host:99999", "host:0"] {
+            assert!(validate_brokers(bad).is_err(), "{bad} should be refused");
+        }
+    }
+}

@@ -1,0 +1,49 @@
+//! The crate's error type. Every variant says what failed and, where it can, how to fix it.
+
+use std::path::PathBuf;
+
+/// Errors that stop a command (start-up, configuration, Kafka or model set-up).
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The configuration is invalid; the message names the key and the fix.
+    #[error("configuration: {0}")]
+    Config(String),
+    /// A file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A model manifest or its files are unusable.
+    #[error("model '{model}': {reason}")]
+    Model { model: String, reason: String },
+    /// ONNX Runtime failed (loading the library, building a session or running it).
+    #[error("ONNX Runtime: {0}")]
+    Ort(String),
+    /// A Kafka client call failed.
+    #[error("Kafka: {context}: {source}")]
+    Kafka {
+        context: String,
+        #[source]
+        source: rdkafka::error::KafkaError,
+    },
+    /// A worker thread stopped with an error.
+    #[error("worker {worker}: {reason}")]
+    Worker { worker: usize, reason: String },
+}
+
+/// Result alias for tidal's errors.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// Wraps a Kafka error with what was being done.
+    pub fn kafka(context: impl Into<String>, source: rdkafka::error::KafkaError) -> Self {
+        Error::Kafka { context: context.into(), source }
+    }
+
+    /// Wraps an ONNX Runtime error.
+    pub fn ort(context: &str, err: impl std::fmt::Display) -> Self {
+        Error::Ort(format!("{context}: {err}"))
+    }
+}

@@ -1,0 +1,86 @@
+//! Client options. Raw librdkafka keys live here and in the user's explicit pass-through map
+//! (`kafka.librdkafka_options`), nowhere else.
+
+use rdkafka::admin::AdminClient;
+use rdkafka::client::DefaultClientContext;
+use rdkafka::ClientConfig;
+
+use crate::config::KafkaConfig;
+use crate::error::{Error, Result};
+
+/// Keys that carry tidal's exactly-once guarantees: a pass-through option may not change them.
+const PROTECTED_KEYS: &[&str] = &[
+    "enable.auto.commit",
+    "enable.auto.offset.store",
+    "isolation.level",
+    "transactional.id",
+    "enable.idempotence",
+    "group.id",
+];
+
+fn base_config(kafka: &KafkaConfig, client_id: &str) -> Result<ClientConfig> {
+    let mut config = ClientConfig::new();
+    config.set("bootstrap.servers", &kafka.brokers).set("client.id", client_id);
+    for (key, value) in &kafka.librdkafka_options {
+        if PROTECTED_KEYS.contains(&key.as_str()) {
+            return Err(Error::Config(format!(
+                "kafka.librdkafka_options may not set '{key}': tidal sets it to keep results exactly-once"
+            )));
+        }
+        config.set(key, value);
+    }
+    Ok(config)
+}
+
+/// A worker's consumer: manual offsets (they commit inside the producer's transaction),
+/// `read_committed`, statistics every 5 s for the lag gauge.
+pub fn consumer_config(kafka: &KafkaConfig, group_id: &str, client_id: &str) -> Result<ClientConfig> {
+    let mut config = base_config(kafka, client_id)?;
+    config
+        .set("group.id", group_id)
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("isolation.level", "read_committed")
+        .set("auto.offset.reset", "earliest")
+        .set("session.timeout.ms", kafka.session_timeout.as_millis().to_string())
+        .set("heartbeat.interval.ms", (kafka.session_timeout.as_millis() / 3).max(100).to_string())
+        .set("statistics.interval.ms", "5000");
+    Ok(config)
+}
+
+/// A worker's transactional producer. `message.timeout.ms` stays within the transaction timeout,
+/// as librdkafka requires.
+pub fn transactional_producer_config(kafka: &KafkaConfig, transactional_id: &str) -> Result<ClientConfig> {
+    let mut config = base_config(kafka, transactional_id)?;
+    let txn_ms = kafka.transaction_timeout.as_millis();
+    config
+        .set("transactional.id", transactional_id)
+        .set("enable.idempotence", "true")
+        .set("transaction.timeout.ms", txn_ms.to_string())
+        .set("message.timeout.ms", txn_ms.to_string())
+        .set("linger.ms", "1");
+    Ok(config)
+}
+
+/// A reader of results for tools and tests: `read_committed`, no group commits.
+pub fn read_committed_consumer_config(kafka: &KafkaConfig, group_id: &str) -> Result<ClientConfig> {
+    let mut config = base_config(kafka, "tidal-reader")?;
+    config
+        .set("group.id", group_id)
+        .set("enable.auto.commit", "false")
+        .set("isolation.level", "read_committed")
+        .set("auto.offset.reset", "earliest");
+    Ok(config)
+}
+
+/// A plain idempotent producer for tools (`tidal produce`).
+pub fn plain_producer_config(kafka: &KafkaConfig) -> Result<ClientConfig> {
+    let mut config = base_config(kafka, "tidal-producer")?;
+    config.set("enable.idempotence", "true").set("linger.ms", "5");
+    Ok(config)
+}
+
+/// An admin client.
+pub fn admin_client(kafka: &KafkaConfig) -> Result<AdminClient<DefaultClientContext>> {
+    base_config(kafka, "tidal-admin")?.create().map_err(|e| Error::kafka("creating the admin client", e))
+}

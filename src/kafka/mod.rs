@@ -1,0 +1,14 @@
+//! Kafka plumbing: client options (the one place raw librdkafka keys live), the consumer context
+//! (rebalances and statistics), topic administration, and transactional error classes.
+
+mod admin;
+mod client;
+mod context;
+mod txn_error;
+
+pub use admin::{apply_topics, load_topic_specs, TopicReport, TopicSpec};
+pub use client::{
+    admin_client, consumer_config, plain_producer_config, read_committed_consumer_config, transactional_producer_config,
+};
+pub use context::WorkerConsumerContext;
+pub use txn_error::{classify, TxnStep};

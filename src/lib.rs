@@ -1,0 +1,26 @@
+//! tidal: a Kafka-native ML inference stream processor.
+//!
+//! Clients produce prediction requests to `tidal.requests.<model>` and read results from
+//! `tidal.results.<model>`; bad input goes to `tidal.dlq` with its reason. Results and input
+//! offsets commit in one Kafka transaction, so `read_committed` readers see each result once.
+//!
+//! | module | job |
+//! |---|---|
+//! | [`config`] | typed, layered configuration, validated once at start-up |
+//! | [`codec`] | wire formats: request decoding, result encoding, dead-letter headers (pure) |
+//! | [`models`] | one trait for "a batch in, results out"; model kinds; ONNX Runtime set-up |
+//! | [`kafka`] | client options, consumer context, topic administration, transactional error classes |
+//! | [`worker`] | pinned worker threads, each running consume → infer → produce → commit |
+//! | [`metrics`] | metric names and the Prometheus exporter |
+//! | [`tools`] | `tidal produce` / `tidal consume`: small clients for demos and operators |
+
+pub mod codec;
+pub mod config;
+pub mod error;
+pub mod kafka;
+pub mod metrics;
+pub mod models;
+pub mod tools;
+pub mod worker;
+
+pub use error::{Error, Result};

@@ -1,0 +1,250 @@
+//! The `tidal` command: a thin CLI over the library.
+
+use std::io::BufReader;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+
+use tidal::config::{KafkaConfig, ServeConfig};
+use tidal::{kafka, metrics, tools, worker};
+
+#[derive(Parser)]
+#[command(name = "tidal", version, about = "Kafka-native ML inference: requests in, predictions out, exactly once")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the processor: consume requests, run the models, produce results exactly once.
+    ///
+    /// Example: tidal serve --brokers 127.0.0.1:9092
+    Serve(ServeArgs),
+    /// Manage the declared topics (topics/*.toml).
+    #[command(subcommand)]
+    Topics(TopicsCommand),
+    /// Produce JSON lines (one request per line) from a file or stdin to a topic.
+    ///
+    /// Example: echo '{"id":"1","text":"I loved it"}' | tidal produce --topic tidal.requests.sentiment
+    Produce {
+        #[command(flatten)]
+        brokers: BrokerArgs,
+        /// Topic to write to.
+        #[arg(long, default_value = "tidal.requests.sentiment")]
+        topic: String,
+        /// File of JSON lines; `-` or nothing reads stdin.
+        file: Option<PathBuf>,
+    },
+    /// Print a topic's committed records (read_committed) as JSON lines.
+    ///
+    /// Example: tidal consume --topic tidal.results.sentiment --max 10
+    Consume {
+        #[command(flatten)]
+        brokers: BrokerArgs,
+        /// Topic to read.
+        #[arg(long, default_value = "tidal.results.sentiment")]
+        topic: String,
+        /// Stop after this many records.
+        #[arg(long)]
+        max: Option<usize>,
+        /// Stop when nothing arrived for this long.
+        #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+        idle: Duration,
+        /// Print headers too (as {"value": ..., "headers": {...}}).
+        #[arg(long)]
+        headers: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum TopicsCommand {
+    /// Create missing topics and report those that exist with other settings.
+    Apply {
+        #[command(flatten)]
+        brokers: BrokerArgs,
+        /// Folder of topic files (default: the definitions built into tidal, same as topics/).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// Replication factor for created topics, overriding the files.
+        #[arg(long)]
+        replication_factor: Option<i32>,
+    },
+}
+
+#[derive(Args)]
+struct BrokerArgs {
+    /// Kafka bootstrap servers (host:port[,host:port]).
+    #[arg(long, env = "TIDAL_BROKERS", default_value = "127.0.0.1:9092")]
+    brokers: String,
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    /// TOML configuration file (see tidal.example.toml).
+    #[arg(long, short, env = "TIDAL_CONFIG")]
+    config: Option<PathBuf>,
+    /// Kafka bootstrap servers (host:port[,host:port]).
+    #[arg(long, env = "TIDAL_BROKERS")]
+    brokers: Option<String>,
+    /// Worker threads (default: CPUs − 1).
+    #[arg(long, env = "TIDAL_WORKERS")]
+    workers: Option<usize>,
+    /// Stable identity of this process within the app (default: host name).
+    #[arg(long, env = "TIDAL_INSTANCE")]
+    instance: Option<String>,
+    /// Application name (consumer group `tidal-<app>`, transactional ids `<app>-...`).
+    #[arg(long, env = "TIDAL_APP")]
+    app: Option<String>,
+    /// Models to serve, comma-separated.
+    #[arg(long, env = "TIDAL_MODELS", value_delimiter = ',')]
+    models: Option<Vec<String>>,
+    /// Folder the model manifests' files resolve against.
+    #[arg(long, env = "TIDAL_MODEL_DIR")]
+    model_dir: Option<PathBuf>,
+    /// Folder of model manifests (default: built in).
+    #[arg(long, env = "TIDAL_MANIFEST_DIR")]
+    manifest_dir: Option<PathBuf>,
+    /// Prometheus /metrics address; "" disables it.
+    #[arg(long, env = "TIDAL_METRICS_LISTEN")]
+    metrics_listen: Option<String>,
+    /// Most requests per batch (and per transaction).
+    #[arg(long, env = "TIDAL_MAX_BATCH")]
+    max_batch: Option<usize>,
+    /// Do not pin workers to cores.
+    #[arg(long)]
+    no_pin: bool,
+}
+
+impl ServeArgs {
+    /// Layers: defaults < file < environment/flags (clap reads `TIDAL_*` for each flag).
+    fn into_config(self) -> anyhow::Result<ServeConfig> {
+        let mut config = match &self.config {
+            Some(path) => ServeConfig::from_file(path)?,
+            None => ServeConfig::default(),
+        };
+        if let Some(v) = self.brokers {
+            config.kafka.brokers = v;
+        }
+        if let Some(v) = self.workers {
+            config.workers = v;
+        }
+        if let Some(v) = self.instance {
+            config.instance = Some(v);
+        }
+        if let Some(v) = self.app {
+            config.app = v;
+        }
+        if let Some(v) = self.models {
+            config.models = v;
+        }
+        if let Some(v) = self.model_dir {
+            config.model_dir = Some(v);
+        }
+        if let Some(v) = self.manifest_dir {
+            config.manifest_dir = Some(v);
+        }
+        if let Some(v) = self.metrics_listen {
+            config.metrics.listen = v;
+        }
+        if let Some(v) = self.max_batch {
+            config.batch.max_batch = v;
+        }
+        if self.no_pin {
+            config.pin_workers = false;
+        }
+        Ok(config)
+    }
+}
+
+fn kafka_config(brokers: &BrokerArgs) -> anyhow::Result<KafkaConfig> {
+    tidal::config::validate_brokers(&brokers.brokers)?;
+    Ok(KafkaConfig { brokers: brokers.brokers.clone(), ..KafkaConfig::default() })
+}
+
+fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("TIDAL_LOG").unwrap_or_else(|_| "info,librdkafka=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    if let Err(e) = run(Cli::parse()) {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    match cli.command {
+        Command::Serve(args) => runtime.block_on(serve(args.into_config()?)),
+        Command::Topics(TopicsCommand::Apply { brokers, dir, replication_factor }) => runtime.block_on(async {
+            let specs = kafka::load_topic_specs(dir.as_deref())?;
+            let admin = kafka::admin_client(&kafka_config(&brokers)?)?;
+            for report in kafka::apply_topics(&admin, &specs, replication_factor).await? {
+                println!("{report}");
+            }
+            Ok(())
+        }),
+        Command::Produce { brokers, topic, file } => {
+            let config = kafka_config(&brokers)?;
+            let count = match file.filter(|f| f.as_os_str() != "-") {
+                Some(path) => {
+                    let f = std::fs::File::open(&path).with_context(|| format!("opening {}", path.display()))?;
+                    tools::produce_lines(&config, &topic, BufReader::new(f))?
+                }
+                None => tools::produce_lines(&config, &topic, std::io::stdin().lock())?,
+            };
+            eprintln!("produced {count} records to {topic}");
+            Ok(())
+        }
+        Command::Consume { brokers, topic, max, idle, headers } => {
+            let config = kafka_config(&brokers)?;
+            tools::consume(&config, &topic, max, idle, |value, hdrs| {
+                if headers {
+                    let hdrs: serde_json::Map<String, serde_json::Value> =
+                        hdrs.into_iter().map(|(k, v)| (k, serde_json::Value::String(v))).collect();
+                    println!("{}", serde_json::json!({"value": value, "headers": hdrs}));
+                } else {
+                    println!("{value}");
+                }
+            })?;
+            Ok(())
+        }
+    }
+}
+
+async fn serve(config: ServeConfig) -> anyhow::Result<()> {
+    config.validate()?;
+    if let Some(address) = config.metrics.address()? {
+        metrics::install_exporter(address)?;
+        tracing::info!(%address, "metrics on http://{address}/metrics");
+    }
+    let handle = tokio::task::block_in_place(|| worker::serve(config))?;
+    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("installing the SIGTERM handler")?;
+    let mut check = tokio::time::interval(Duration::from_millis(500));
+    loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => { tracing::info!("SIGINT: stopping"); break; }
+            _ = sigterm.recv() => { tracing::info!("SIGTERM: stopping"); break; }
+            _ = check.tick() => {
+                if handle.any_worker_died() {
+                    handle.stop();
+                    anyhow::bail!("a worker thread ended unexpectedly; exiting so that a supervisor restarts tidal");
+                }
+            }
+        }
+    }
+    handle.stop();
+    tokio::task::block_in_place(|| handle.wait(Duration::from_secs(30)))?;
+    tracing::info!("stopped cleanly");
+    Ok(())
+}

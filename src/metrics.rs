@@ -1,0 +1,84 @@
+//! Metric names (one place, prefixed `tidal_`) and the Prometheus exporter. Each recording
+//! function is the single way an event is counted, so names and labels cannot drift.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use metrics::{counter, gauge, histogram};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
+
+use crate::error::{Error, Result};
+
+pub const RECORDS_IN: &str = "tidal_records_in_total";
+pub const RESULTS_OUT: &str = "tidal_results_out_total";
+pub const DEAD_LETTERS: &str = "tidal_dead_letters_total";
+pub const BATCH_SIZE: &str = "tidal_batch_size";
+pub const INFERENCE_SECONDS: &str = "tidal_inference_seconds";
+pub const END_TO_END_SECONDS: &str = "tidal_end_to_end_latency_seconds";
+pub const TXN_COMMIT_SECONDS: &str = "tidal_transaction_commit_seconds";
+pub const TRANSACTIONS: &str = "tidal_transactions_total";
+pub const REBALANCES: &str = "tidal_rebalances_total";
+pub const CONSUMER_LAG: &str = "tidal_consumer_lag";
+pub const WORKER_RESTARTS: &str = "tidal_worker_restarts_total";
+pub const WORKERS: &str = "tidal_workers";
+
+const SECONDS_BUCKETS: &[f64] =
+    &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
+const BATCH_BUCKETS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0];
+
+/// Starts the `/metrics` HTTP listener (needs a Tokio runtime).
+pub fn install_exporter(address: SocketAddr) -> Result<()> {
+    let err = |e: &dyn std::fmt::Display| Error::Config(format!("metrics endpoint on {address}: {e}"));
+    PrometheusBuilder::new()
+        .with_http_listener(address)
+        .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), SECONDS_BUCKETS)
+        .map_err(|e| err(&e))?
+        .set_buckets_for_metric(Matcher::Full(BATCH_SIZE.into()), BATCH_BUCKETS)
+        .map_err(|e| err(&e))?
+        .install()
+        .map_err(|e| err(&e))
+}
+
+pub fn records_in(topic: &str, model: &str, count: usize) {
+    counter!(RECORDS_IN, "topic" => topic.to_string(), "model" => model.to_string()).increment(count as u64);
+}
+
+pub fn result_out(model: &str, status: &'static str) {
+    counter!(RESULTS_OUT, "model" => model.to_string(), "status" => status).increment(1);
+}
+
+pub fn dead_letter(model: &str, reason: &'static str) {
+    counter!(DEAD_LETTERS, "model" => model.to_string(), "reason" => reason).increment(1);
+}
+
+pub fn batch(model: &str, size: usize, inference: Duration) {
+    histogram!(BATCH_SIZE, "model" => model.to_string()).record(size as f64);
+    histogram!(INFERENCE_SECONDS, "model" => model.to_string()).record(inference.as_secs_f64());
+}
+
+pub fn end_to_end(model: &str, latency: Duration) {
+    histogram!(END_TO_END_SECONDS, "model" => model.to_string()).record(latency.as_secs_f64());
+}
+
+pub fn transaction(outcome: &'static str, took: Duration) {
+    counter!(TRANSACTIONS, "outcome" => outcome).increment(1);
+    if outcome == "committed" {
+        histogram!(TXN_COMMIT_SECONDS).record(took.as_secs_f64());
+    }
+}
+
+pub fn rebalance(kind: &'static str) {
+    counter!(REBALANCES, "kind" => kind).increment(1);
+}
+
+pub fn consumer_lag(topic: &str, partition: i32, lag: i64) {
+    gauge!(CONSUMER_LAG, "topic" => topic.to_string(), "partition" => partition.to_string()).set(lag as f64);
+}
+
+pub fn worker_restart(reason: &'static str) {
+    counter!(WORKER_RESTARTS, "reason" => reason).increment(1);
+}
+
+pub fn workers(count: usize) {
+    gauge!(WORKERS).set(count as f64);
+}

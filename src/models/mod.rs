@@ -1,0 +1,33 @@
+//! Models: one trait ("a batch of decoded requests in, a batch of results out"), one
+//! implementation per model kind, configured by a manifest (files, tensor names, labels, limits).
+
+mod manifest;
+mod runtime;
+mod text_classification;
+
+pub use manifest::{Manifest, ModelKind, TextClassificationSpec};
+pub use runtime::{init_onnxruntime, new_session};
+pub use text_classification::TextClassifier;
+
+use crate::codec::{Input, InputKind};
+use crate::error::Result;
+
+/// A loaded model, owned by one worker thread (ONNX Runtime sessions are not shared).
+pub trait Model: Send {
+    /// The manifest's name (also the topic suffix).
+    fn name(&self) -> &str;
+    /// The manifest's version, copied into every result.
+    fn version(&self) -> &str;
+    /// What requests for this model carry.
+    fn input_kind(&self) -> InputKind;
+    /// Runs the model on a batch; returns one JSON result per input, in order. An error means the
+    /// batch as a whole failed; the caller retries the inputs one by one to isolate a bad one.
+    fn infer(&mut self, batch: &[&Input]) -> Result<Vec<serde_json::Value>>;
+}
+
+/// Loads the model a manifest describes.
+pub fn load(manifest: &Manifest, model_dir: &std::path::Path) -> Result<Box<dyn Model>> {
+    match &manifest.kind {
+        ModelKind::TextClassification(spec) => Ok(Box::new(TextClassifier::load(manifest, spec, model_dir)?)),
+    }
+}

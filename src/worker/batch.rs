@@ -1,0 +1,93 @@
+//! Micro-batch collection: take what the broker already delivered, up to `max_batch`, and never
+//! wait longer than `linger` after the first record. Rewinding puts a batch back.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::Consumer;
+use rdkafka::message::{Message, OwnedMessage};
+use rdkafka::{Offset, TopicPartitionList};
+
+use super::clients::WorkerConsumer;
+use crate::config::BatchConfig;
+use crate::error::{Error, Result};
+
+/// Polls one batch. Returns an empty batch when nothing arrived within `idle_poll`, or when a
+/// rebalance moved partitions while collecting (the records are then rewound, never lost).
+pub fn collect(consumer: &WorkerConsumer, settings: &BatchConfig) -> Result<Vec<OwnedMessage>> {
+    let rebalances = consumer.context().rebalance_count();
+    let mut batch = Vec::new();
+    let mut deadline: Option<Instant> = None;
+    while batch.len() < settings.max_batch {
+        let wait = match deadline {
+            None => settings.idle_poll,
+            Some(d) => d.saturating_duration_since(Instant::now()),
+        };
+        let polled = consumer.poll(wait);
+        if consumer.context().rebalance_count() != rebalances {
+            // Assignments moved: positions of these partitions were reset or handed over.
+            rewind(consumer, &batch)?;
+            return Ok(Vec::new());
+        }
+        match polled {
+            Some(Ok(message)) => {
+                batch.push(message.detach());
+                deadline.get_or_insert_with(|| Instant::now() + settings.linger);
+            }
+            Some(Err(e)) => tracing::warn!(error = %e, "consumer error (librdkafka retries by itself)"),
+            None => {}
+        }
+        if deadline.is_none_or(|d| Instant::now() >= d) {
+            break;
+        }
+    }
+    Ok(batch)
+}
+
+/// The offsets to commit for a batch: per partition, the highest offset + 1.
+pub fn next_offsets(batch: &[OwnedMessage]) -> Result<TopicPartitionList> {
+    let mut highest: BTreeMap<(&str, i32), i64> = BTreeMap::new();
+    for m in batch {
+        let entry = highest.entry((m.topic(), m.partition())).or_insert(m.offset());
+        *entry = (*entry).max(m.offset());
+    }
+    let mut tpl = TopicPartitionList::new();
+    for ((topic, partition), offset) in highest {
+        tpl.add_partition_offset(topic, partition, Offset::Offset(offset + 1))
+            .map_err(|e| Error::kafka("building the offsets to commit", e))?;
+    }
+    Ok(tpl)
+}
+
+/// Seeks every partition of `batch` that is still assigned back to the batch's first offset, so
+/// that the records are delivered again.
+pub fn rewind(consumer: &WorkerConsumer, batch: &[OwnedMessage]) -> Result<()> {
+    if batch.is_empty() {
+        return Ok(());
+    }
+    let assignment = consumer.assignment().map_err(|e| Error::kafka("reading the assignment", e))?;
+    let mut lowest: BTreeMap<(&str, i32), i64> = BTreeMap::new();
+    for m in batch {
+        let entry = lowest.entry((m.topic(), m.partition())).or_insert(m.offset());
+        *entry = (*entry).min(m.offset());
+    }
+    let mut tpl = TopicPartitionList::new();
+    for ((topic, partition), offset) in lowest {
+        if assignment.find_partition(topic, partition).is_some() {
+            tpl.add_partition_offset(topic, partition, Offset::Offset(offset))
+                .map_err(|e| Error::kafka("building the rewind list", e))?;
+        }
+    }
+    if tpl.count() == 0 {
+        return Ok(());
+    }
+    let sought = consumer
+        .seek_partitions(tpl, Duration::from_secs(10))
+        .map_err(|e| Error::kafka("rewinding the consumer", e))?;
+    for element in sought.elements() {
+        element
+            .error()
+            .map_err(|e| Error::kafka(format!("rewinding {}[{}]", element.topic(), element.partition()), e))?;
+    }
+    Ok(())
+}

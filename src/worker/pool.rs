@@ -1,0 +1,134 @@
+//! The worker pool: validates the configuration, loads ONNX Runtime, starts one pinned thread per
+//! worker (N − 1 by default, leaving a core to the OS and the Kafka client threads) and stops
+//! them gracefully.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use super::run::{self, WorkerSpec};
+use crate::config::ServeConfig;
+use crate::error::{Error, Result};
+use crate::metrics;
+use crate::models::{self, Manifest};
+
+/// A running processor.
+pub struct ServeHandle {
+    shutdown: Arc<AtomicBool>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+/// Starts the processor and returns once every worker has loaded its models.
+pub fn serve(config: ServeConfig) -> Result<ServeHandle> {
+    config.validate()?;
+    let model_dir = config.model_dir();
+    let manifests: Vec<Manifest> = config
+        .models
+        .iter()
+        .map(|name| {
+            let manifest = Manifest::find(name, config.manifest_dir.as_deref())?;
+            manifest.check_files(&model_dir)?;
+            Ok(manifest)
+        })
+        .collect::<Result<_>>()?;
+    models::init_onnxruntime(&config.onnxruntime_library())?;
+
+    let workers = config.worker_count();
+    let cores = if config.pin_workers { core_affinity::get_core_ids().unwrap_or_default() } else { Vec::new() };
+    let shutdown = Arc::new(AtomicBool::new(false));
+    let config = Arc::new(config);
+    let manifests = Arc::new(manifests);
+    let (ready_tx, ready_rx) = mpsc::channel::<(usize, Result<()>)>();
+    let mut threads = Vec::with_capacity(workers);
+    for index in 0..workers {
+        // Core 0 stays with the OS; workers take cores 1.., wrapping when oversubscribed.
+        let core = (!cores.is_empty()).then(|| cores[(index + 1) % cores.len()]);
+        let spec = WorkerSpec {
+            index,
+            config: Arc::clone(&config),
+            manifests: Arc::clone(&manifests),
+            shutdown: Arc::clone(&shutdown),
+        };
+        let ready = ready_tx.clone();
+        let thread = thread::Builder::new()
+            .name(format!("tidal-worker-{index}"))
+            .spawn(move || {
+                if let Some(core) = core {
+                    if !core_affinity::set_for_current(core) {
+                        tracing::warn!(worker = index, core = core.id, "could not pin the worker to its core");
+                    }
+                }
+                match run::load_models(&spec) {
+                    Ok(slots) => {
+                        let _ = ready.send((index, Ok(())));
+                        run::run(&spec, slots);
+                    }
+                    Err(e) => {
+                        let _ = ready.send((index, Err(e)));
+                    }
+                }
+            })
+            .map_err(|e| Error::Worker { worker: index, reason: format!("cannot start thread: {e}") })?;
+        threads.push(thread);
+    }
+    drop(ready_tx);
+    let handle = ServeHandle { shutdown, threads };
+    for _ in 0..workers {
+        match ready_rx.recv() {
+            Ok((_, Ok(()))) => {}
+            Ok((worker, Err(e))) => {
+                handle.stop();
+                let _ = handle.wait(Duration::from_secs(30));
+                return Err(Error::Worker { worker, reason: e.to_string() });
+            }
+            Err(_) => {
+                handle.stop();
+                return Err(Error::Worker { worker: 0, reason: "a worker thread died while starting".into() });
+            }
+        }
+    }
+    metrics::workers(workers);
+    tracing::info!(
+        workers,
+        pinned = !cores.is_empty(),
+        models = ?manifests.iter().map(|m| m.name.as_str()).collect::<Vec<_>>(),
+        group = %config.group_id(),
+        instance = %config.instance(),
+        "tidal serving"
+    );
+    Ok(handle)
+}
+
+impl ServeHandle {
+    /// Asks every worker to finish its current batch and stop.
+    pub fn stop(&self) {
+        self.shutdown.store(true, Ordering::SeqCst);
+    }
+
+    /// True when a worker thread has ended although no stop was asked (a bug or a panic).
+    pub fn any_worker_died(&self) -> bool {
+        !self.shutdown.load(Ordering::SeqCst) && self.threads.iter().any(|t| t.is_finished())
+    }
+
+    /// Waits for the workers to end, at most `timeout`. `Err` if some are still running.
+    pub fn wait(self, timeout: Duration) -> Result<()> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline && !self.threads.iter().all(|t| t.is_finished()) {
+            thread::sleep(Duration::from_millis(20));
+        }
+        let running = self.threads.iter().filter(|t| !t.is_finished()).count();
+        if running > 0 {
+            return Err(Error::Worker {
+                worker: 0,
+                reason: format!("{running} worker(s) still running after {timeout:?}; exiting anyway"),
+            });
+        }
+        for thread in self.threads {
+            if thread.join().is_err() {
+                return Err(Error::Worker { worker: 0, reason: "a worker thread panicked".into() });
+            }
+        }
+        Ok(())
+    }
+}

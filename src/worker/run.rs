@@ -1,0 +1,131 @@
+//! One worker's life: load its models, connect, then loop collect → process → commit until
+//! shutdown; rebuild the clients after a fatal error, with backoff.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::sleep;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use rdkafka::consumer::Consumer;
+use rdkafka::message::{Message, OwnedMessage};
+
+use super::batch;
+use super::clients::Clients;
+use super::process::{process_batch, ModelSlot};
+use super::transaction::{commit_batch, TxnOutcome};
+use crate::config::ServeConfig;
+use crate::error::Result;
+use crate::metrics;
+use crate::models::{self, Manifest};
+
+/// Everything a worker thread needs.
+pub struct WorkerSpec {
+    pub index: usize,
+    pub config: Arc<ServeConfig>,
+    pub manifests: Arc<Vec<Manifest>>,
+    pub shutdown: Arc<AtomicBool>,
+}
+
+/// Loads the worker's models (one session each, on this thread).
+pub fn load_models(spec: &WorkerSpec) -> Result<Vec<ModelSlot>> {
+    let model_dir = spec.config.model_dir();
+    spec.manifests
+        .iter()
+        .map(|manifest| {
+            Ok(ModelSlot {
+                model: models::load(manifest, &model_dir)?,
+                request_topic: format!("{}{}", spec.config.topics.request_prefix, manifest.name),
+                result_topic: format!("{}{}", spec.config.topics.result_prefix, manifest.name),
+            })
+        })
+        .collect()
+}
+
+/// Runs until shutdown is requested. Kafka failures never end the loop: the clients are rebuilt.
+pub fn run(spec: &WorkerSpec, mut slots: Vec<ModelSlot>) {
+    let topics: Vec<String> = slots.iter().map(|s| s.request_topic.clone()).collect();
+    let topics: Vec<&str> = topics.iter().map(String::as_str).collect();
+    let mut backoff = Duration::from_millis(250);
+    while !spec.shutdown.load(Ordering::SeqCst) {
+        let clients = match Clients::connect(&spec.config, spec.index, &topics) {
+            Ok(clients) => clients,
+            Err(e) => {
+                tracing::warn!(worker = spec.index, error = %e, retry_in = ?backoff, "cannot connect; retrying");
+                metrics::worker_restart("connect");
+                pause(&spec.shutdown, backoff);
+                backoff = (backoff * 2).min(Duration::from_secs(10));
+                continue;
+            }
+        };
+        match serve(spec, &clients, &mut slots) {
+            Ok(()) => {
+                clients.consumer.unsubscribe();
+                tracing::info!(worker = spec.index, "worker stopped");
+                return;
+            }
+            Err(e) => {
+                tracing::error!(worker = spec.index, error = %e, "worker clients failed; rebuilding them");
+                metrics::worker_restart("fatal");
+                drop(clients);
+                pause(&spec.shutdown, backoff);
+                backoff = (backoff * 2).min(Duration::from_secs(10));
+            }
+        }
+    }
+}
+
+fn serve(spec: &WorkerSpec, clients: &Clients, slots: &mut [ModelSlot]) -> Result<()> {
+    let config = &spec.config;
+    let mut aborts: u32 = 0;
+    while !spec.shutdown.load(Ordering::SeqCst) {
+        let batch = batch::collect(&clients.consumer, &config.batch)?;
+        if batch.is_empty() {
+            continue;
+        }
+        count_inputs(&batch, slots);
+        let records = process_batch(&batch, slots, &config.limits, &config.topics.dead_letter);
+        let offsets = batch::next_offsets(&batch)?;
+        match commit_batch(clients, &records, &offsets, config.kafka.call_timeout)? {
+            TxnOutcome::Committed => {
+                aborts = 0;
+                record_latency(&batch, slots);
+            }
+            TxnOutcome::Aborted => {
+                batch::rewind(&clients.consumer, &batch)?;
+                aborts += 1;
+                pause(&spec.shutdown, Duration::from_millis(100 << aborts.min(6)));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn count_inputs(batch: &[OwnedMessage], slots: &[ModelSlot]) {
+    for slot in slots {
+        let count = batch.iter().filter(|m| m.topic() == slot.request_topic).count();
+        if count > 0 {
+            metrics::records_in(&slot.request_topic, slot.model.name(), count);
+        }
+    }
+}
+
+/// Produce-to-commit latency, from each request's record timestamp.
+fn record_latency(batch: &[OwnedMessage], slots: &[ModelSlot]) {
+    let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
+    for message in batch {
+        let (Some(created), Some(slot)) =
+            (message.timestamp().to_millis(), slots.iter().find(|s| s.request_topic == message.topic()))
+        else {
+            continue;
+        };
+        metrics::end_to_end(slot.model.name(), Duration::from_millis((now_ms - created).max(0) as u64));
+    }
+}
+
+/// Sleeps up to `duration`, waking early on shutdown.
+fn pause(shutdown: &AtomicBool, duration: Duration) {
+    let until = Instant::now() + duration;
+    while !shutdown.load(Ordering::SeqCst) && Instant::now() < until {
+        sleep(Duration::from_millis(20).min(until.saturating_duration_since(Instant::now())));
+    }
+}

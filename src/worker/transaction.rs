@@ -1,0 +1,118 @@
+//! One batch, one transaction: results and dead letters are produced, the batch's next offsets
+//! are sent with the consumer's group metadata, and everything commits or nothing does.
+//! Error classes follow librdkafka: retriable → same call again; abortable → abort (the caller
+//! rewinds and redoes the batch); fatal → the caller rebuilds its clients.
+
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{Consumer, ConsumerGroupMetadata};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{BaseRecord, Producer};
+use rdkafka::TopicPartitionList;
+
+use super::clients::Clients;
+use super::process::Produced;
+use crate::error::{Error, Result};
+use crate::kafka::{classify, TxnStep};
+use crate::metrics;
+
+/// Attempts of a retriable call before the transaction is aborted instead.
+const RETRIES: u32 = 10;
+
+/// How a batch's transaction ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TxnOutcome {
+    Committed,
+    /// Aborted: nothing was written; the caller must rewind and redo the batch.
+    Aborted,
+}
+
+/// Writes `records` and commits `offsets` in one transaction. `Err` means the producer is
+/// unusable (fatal) and the worker must rebuild its clients.
+pub fn commit_batch(
+    clients: &Clients,
+    records: &[Produced],
+    offsets: &TopicPartitionList,
+    timeout: Duration,
+) -> Result<TxnOutcome> {
+    let started = Instant::now();
+    let group = clients.consumer.group_metadata().ok_or_else(|| Error::Worker {
+        worker: 0,
+        reason: "the consumer has no group metadata (it is not a group member); rebuilding".into(),
+    })?;
+    match write_and_commit(clients, records, offsets, &group, timeout) {
+        Ok(()) => {
+            metrics::transaction("committed", started.elapsed());
+            Ok(TxnOutcome::Committed)
+        }
+        Err(e) if classify(&e) == TxnStep::Fatal => {
+            metrics::transaction("fatal", started.elapsed());
+            Err(Error::kafka("transaction failed fatally (producer fenced or broken)", e))
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, records = records.len(), "aborting the transaction; the batch will be redone");
+            retry(|| clients.producer.abort_transaction(timeout))
+                .map_err(|abort_error| Error::kafka("aborting the transaction", abort_error))?;
+            metrics::transaction("aborted", started.elapsed());
+            Ok(TxnOutcome::Aborted)
+        }
+    }
+}
+
+fn write_and_commit(
+    clients: &Clients,
+    records: &[Produced],
+    offsets: &TopicPartitionList,
+    group: &ConsumerGroupMetadata,
+    timeout: Duration,
+) -> Result<(), KafkaError> {
+    let producer = &clients.producer;
+    producer.begin_transaction()?;
+    for record in records {
+        send(clients, record)?;
+    }
+    retry(|| producer.send_offsets_to_transaction(offsets, group, timeout))?;
+    retry(|| producer.commit_transaction(timeout))
+}
+
+/// Produces one record, waiting for queue space when librdkafka's queue is full.
+fn send(clients: &Clients, record: &Produced) -> Result<(), KafkaError> {
+    let mut headers = OwnedHeaders::new_with_capacity(record.headers.len());
+    for (key, value) in &record.headers {
+        headers = headers.insert(Header { key, value: Some(value.as_str()) });
+    }
+    let mut base: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(&record.topic).headers(headers);
+    if let Some(key) = &record.key {
+        base = base.key(key.as_slice());
+    }
+    if let Some(payload) = &record.payload {
+        base = base.payload(payload.as_slice());
+    }
+    loop {
+        match clients.producer.send(base) {
+            Ok(()) => return Ok(()),
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), returned)) => {
+                clients.producer.poll(Duration::from_millis(50));
+                base = returned;
+            }
+            Err((e, _)) => return Err(e),
+        }
+    }
+}
+
+/// Calls `op` again while it fails with a retriable error, up to `RETRIES` times.
+fn retry(mut op: impl FnMut() -> Result<(), KafkaError>) -> Result<(), KafkaError> {
+    let mut attempt = 0;
+    loop {
+        match op() {
+            Err(e) if classify(&e) == TxnStep::Retry && attempt < RETRIES => {
+                attempt += 1;
+                tracing::warn!(error = %e, attempt, "retriable transactional error; retrying");
+                sleep(Duration::from_millis(100 * u64::from(attempt)));
+            }
+            other => return other,
+        }
+    }
+}
