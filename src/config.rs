@@ -42,6 +42,17 @@ pub struct ServeConfig {
     pub batch: BatchConfig,
     pub limits: Limits,
     pub metrics: MetricsConfig,
+    pub faults: FaultInjection,
+}
+
+/// Fault injection for tests and drills; everything off by default. Never set in production.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FaultInjection {
+    /// Sleep between producing a batch's records and committing its transaction, so that a
+    /// crash lands inside an open transaction.
+    #[serde(with = "humantime_serde")]
+    pub delay_before_commit: Option<Duration>,
 }
 
 /// Kafka connection and client settings.
@@ -127,6 +138,7 @@ impl Default for ServeConfig {
             batch: BatchConfig::default(),
             limits: Limits::default(),
             metrics: MetricsConfig::default(),
+            faults: FaultInjection::default(),
         }
     }
 }

@@ -17,6 +17,8 @@ pub type WorkerConsumer = BaseConsumer<WorkerConsumerContext>;
 pub struct Clients {
     pub consumer: WorkerConsumer,
     pub producer: BaseProducer,
+    /// `<app>-<instance>-<worker>`.
+    pub transactional_id: String,
 }
 
 /// The stable transactional id of a worker.
@@ -38,7 +40,7 @@ impl Clients {
             .map_err(|e| Error::kafka("creating the consumer", e))?;
         consumer.subscribe(topics).map_err(|e| Error::kafka(format!("subscribing to {topics:?}"), e))?;
         tracing::info!(worker, transactional_id = %txn_id, ?topics, "worker connected");
-        Ok(Clients { consumer, producer })
+        Ok(Clients { consumer, producer, transactional_id: txn_id })
     }
 }
 

@@ -18,6 +18,9 @@ use crate::error::Result;
 use crate::metrics;
 use crate::models::{self, Manifest};
 
+/// Header naming the worker (its transactional id) that wrote a result or dead letter.
+pub const HEADER_PROCESSOR: &str = "tidal.processor";
+
 /// Everything a worker thread needs.
 pub struct WorkerSpec {
     pub index: usize,
@@ -83,9 +86,13 @@ fn serve(spec: &WorkerSpec, clients: &Clients, slots: &mut [ModelSlot]) -> Resul
             continue;
         }
         count_inputs(&batch, slots);
-        let records = process_batch(&batch, slots, &config.limits, &config.topics.dead_letter);
+        let mut records = process_batch(&batch, slots, &config.limits, &config.topics.dead_letter);
+        for record in &mut records {
+            record.headers.push((HEADER_PROCESSOR, clients.transactional_id.clone()));
+        }
         let offsets = batch::next_offsets(&batch)?;
-        match commit_batch(clients, &records, &offsets, config.kafka.call_timeout)? {
+        let delay = config.faults.delay_before_commit;
+        match commit_batch(clients, &records, &offsets, config.kafka.call_timeout, delay)? {
             TxnOutcome::Committed => {
                 aborts = 0;
                 record_latency(&batch, slots);

@@ -36,13 +36,14 @@ pub fn commit_batch(
     records: &[Produced],
     offsets: &TopicPartitionList,
     timeout: Duration,
+    delay_before_commit: Option<Duration>,
 ) -> Result<TxnOutcome> {
     let started = Instant::now();
     let group = clients.consumer.group_metadata().ok_or_else(|| Error::Worker {
         worker: 0,
         reason: "the consumer has no group metadata (it is not a group member); rebuilding".into(),
     })?;
-    match write_and_commit(clients, records, offsets, &group, timeout) {
+    match write_and_commit(clients, records, offsets, &group, timeout, delay_before_commit) {
         Ok(()) => {
             metrics::transaction("committed", started.elapsed());
             Ok(TxnOutcome::Committed)
@@ -67,6 +68,7 @@ fn write_and_commit(
     offsets: &TopicPartitionList,
     group: &ConsumerGroupMetadata,
     timeout: Duration,
+    delay_before_commit: Option<Duration>,
 ) -> Result<(), KafkaError> {
     let producer = &clients.producer;
     producer.begin_transaction()?;
@@ -74,6 +76,10 @@ fn write_and_commit(
         send(clients, record)?;
     }
     retry(|| producer.send_offsets_to_transaction(offsets, group, timeout))?;
+    if let Some(delay) = delay_before_commit {
+        producer.flush(timeout)?;
+        sleep(delay);
+    }
     retry(|| producer.commit_transaction(timeout))
 }
 

@@ -1,0 +1,226 @@
+//! Shared set-up of the integration tests: a real Kafka broker (started by scripts/test.sh, its
+//! address in TIDAL_TEST_BROKERS), topics and consumer groups unique to each test, the `tidal`
+//! binary as a child process, and readers that keep what they saw.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Headers, Message};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::ClientConfig;
+
+/// The broker's address; tests that need it are `#[ignore]`d and run by scripts/test.sh.
+pub fn brokers() -> String {
+    std::env::var("TIDAL_TEST_BROKERS")
+        .expect("TIDAL_TEST_BROKERS is not set: run the integration tests with scripts/test.sh, which starts Kafka")
+}
+
+/// A record as read back.
+#[derive(Debug, Clone)]
+pub struct Record {
+    pub key: Option<String>,
+    pub value: Option<Vec<u8>>,
+    pub headers: HashMap<String, String>,
+    pub partition: i32,
+    pub offset: i64,
+}
+
+impl Record {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(self.value.as_deref().unwrap_or_default()).expect("result is JSON")
+    }
+}
+
+/// Topics, group and config of one test.
+pub struct Fixture {
+    pub prefix: String,
+    pub dir: tempfile::TempDir,
+    pub config_path: PathBuf,
+}
+
+impl Fixture {
+    /// Creates `<prefix>.requests.sentiment`, `<prefix>.results.sentiment` and `<prefix>.dlq`, and
+    /// writes a config file with `extra` TOML appended.
+    pub fn new(name: &str, partitions: i32, extra: &str) -> Fixture {
+        let nonce = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_micros();
+        let prefix = format!("t{nonce}-{name}");
+        let admin: AdminClient<DefaultClientContext> =
+            ClientConfig::new().set("bootstrap.servers", brokers()).create().expect("admin client");
+        let names =
+            [format!("{prefix}.requests.sentiment"), format!("{prefix}.results.sentiment"), format!("{prefix}.dlq")];
+        let new_topics: Vec<NewTopic<'_>> = names
+            .iter()
+            .zip([partitions, partitions, 1])
+            .map(|(n, p)| NewTopic::new(n, p, TopicReplication::Fixed(1)))
+            .collect();
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        for result in runtime.block_on(admin.create_topics(&new_topics, &AdminOptions::new())).expect("create topics") {
+            result.expect("topic created");
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let config_path = dir.path().join("tidal.toml");
+        let mut file = std::fs::File::create(&config_path).unwrap();
+        write!(
+            file,
+            "app = \"{prefix}\"\nworkers = 1\n\n[kafka]\nbrokers = \"{}\"\nsession_timeout = \"6s\"\n\n\
+             [topics]\nrequest_prefix = \"{prefix}.requests.\"\nresult_prefix = \"{prefix}.results.\"\n\
+             dead_letter = \"{prefix}.dlq\"\n\n[metrics]\nlisten = \"\"\n\n{extra}\n",
+            brokers()
+        )
+        .unwrap();
+        Fixture { prefix, dir, config_path }
+    }
+
+    pub fn requests(&self) -> String {
+        format!("{}.requests.sentiment", self.prefix)
+    }
+    pub fn results(&self) -> String {
+        format!("{}.results.sentiment", self.prefix)
+    }
+    pub fn dlq(&self) -> String {
+        format!("{}.dlq", self.prefix)
+    }
+
+    /// Starts `tidal serve` with this fixture's config.
+    pub fn spawn(&self, instance: &str) -> Child {
+        Command::new(env!("CARGO_BIN_EXE_tidal"))
+            .args(["serve", "--config"])
+            .arg(&self.config_path)
+            .args(["--instance", instance])
+            .env("TIDAL_LOG", "info,librdkafka=warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start tidal serve")
+    }
+
+    /// Produces (key, value) pairs to the request topic and waits for delivery.
+    pub fn produce(&self, records: &[(Option<String>, Option<Vec<u8>>)]) {
+        let producer: BaseProducer =
+            ClientConfig::new().set("bootstrap.servers", brokers()).set("linger.ms", "5").create().unwrap();
+        let topic = self.requests();
+        for (key, value) in records {
+            let mut record: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(&topic);
+            if let Some(k) = key {
+                record = record.key(k.as_bytes());
+            }
+            if let Some(v) = value {
+                record = record.payload(v.as_slice());
+            }
+            while let Err((_, returned)) = producer.send(record) {
+                producer.poll(Duration::from_millis(10));
+                record = returned;
+            }
+        }
+        producer.flush(Duration::from_secs(30)).expect("flush requests");
+    }
+
+    /// Produces JSON sentiment requests with ids as keys.
+    pub fn produce_texts(&self, requests: &[(String, String)]) {
+        let records: Vec<_> = requests
+            .iter()
+            .map(|(id, text)| {
+                (Some(id.clone()), Some(serde_json::json!({"id": id, "text": text}).to_string().into_bytes()))
+            })
+            .collect();
+        self.produce(&records);
+    }
+}
+
+/// A consumer that accumulates everything it reads from one topic.
+pub struct Reader {
+    consumer: BaseConsumer,
+    pub records: Vec<Record>,
+}
+
+impl Reader {
+    pub fn new(topic: &str, read_committed: bool) -> Reader {
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", brokers())
+            .set("group.id", format!("reader-{}-{}", topic, read_committed))
+            .set("enable.auto.commit", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("isolation.level", if read_committed { "read_committed" } else { "read_uncommitted" })
+            .create()
+            .unwrap();
+        consumer.subscribe(&[topic]).unwrap();
+        Reader { consumer, records: Vec::new() }
+    }
+
+    /// Reads for up to `duration`.
+    pub fn poll_for(&mut self, duration: Duration) {
+        let until = Instant::now() + duration;
+        while Instant::now() < until {
+            match self.consumer.poll(Duration::from_millis(50)) {
+                Some(Ok(m)) => self.records.push(Record {
+                    key: m.key().map(|k| String::from_utf8_lossy(k).into_owned()),
+                    value: m.payload().map(<[u8]>::to_vec),
+                    headers: m
+                        .headers()
+                        .map(|h| {
+                            h.iter()
+                                .map(|h| {
+                                    (h.key.to_string(), String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned())
+                                })
+                                .collect()
+                        })
+                        .unwrap_or_default(),
+                    partition: m.partition(),
+                    offset: m.offset(),
+                }),
+                Some(Err(e)) => eprintln!("reader: {e}"),
+                None => {}
+            }
+        }
+    }
+
+    /// Reads until `count` records were seen or `timeout` passed.
+    pub fn read_until(&mut self, count: usize, timeout: Duration) -> &[Record] {
+        let until = Instant::now() + timeout;
+        while self.records.len() < count && Instant::now() < until {
+            self.poll_for(Duration::from_millis(200));
+        }
+        &self.records
+    }
+
+    /// How many times each result id was seen.
+    pub fn id_counts(&self) -> HashMap<String, usize> {
+        let mut counts = HashMap::new();
+        for r in &self.records {
+            let id = r.json()["id"].as_str().unwrap_or_default().to_string();
+            *counts.entry(id).or_insert(0) += 1;
+        }
+        counts
+    }
+}
+
+/// Sends SIGTERM and waits for the exit status, at most `timeout`.
+pub fn terminate(child: &mut Child, timeout: Duration) -> Option<std::process::ExitStatus> {
+    let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    let until = Instant::now() + timeout;
+    while Instant::now() < until {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Some(status);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    None
+}
+
+/// Unambiguous sentences and their expected labels.
+pub const LABELLED: &[(&str, &str)] = &[
+    ("An absolute masterpiece, moving and beautifully acted.", "positive"),
+    ("One of the best films of the year: funny, warm and wise.", "positive"),
+    ("I loved this movie", "positive"),
+    ("A boring, clumsy mess that wastes its talented cast.", "negative"),
+    ("Worst two hours of my life. Avoid.", "negative"),
+    ("terrible film", "negative"),
+];

@@ -1,0 +1,174 @@
+//! End-to-end tests of `tidal serve` against a real Kafka broker (scripts/test.sh starts one).
+//! Each test has its own topics, group and transactional ids.
+
+mod common;
+
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+use common::{terminate, Fixture, Reader, LABELLED};
+
+const NEEDS_KAFKA: &str = "needs Kafka and the models: run scripts/test.sh";
+
+fn requests(n: usize) -> Vec<(String, String)> {
+    (0..n).map(|i| (format!("r{i}"), LABELLED[i % LABELLED.len()].0.to_string())).collect()
+}
+
+fn assert_exactly_once(reader: &Reader, expected: &[(String, String)]) {
+    let counts = reader.id_counts();
+    let duplicates: Vec<_> = counts.iter().filter(|(_, &c)| c > 1).collect();
+    assert!(duplicates.is_empty(), "duplicates in read_committed: {duplicates:?}");
+    let wanted: HashSet<&str> = expected.iter().map(|(id, _)| id.as_str()).collect();
+    let got: HashSet<&str> = counts.keys().map(String::as_str).collect();
+    let missing: Vec<_> = wanted.difference(&got).take(10).collect();
+    let unexpected: Vec<_> = got.difference(&wanted).take(10).collect();
+    assert!(missing.is_empty(), "missing results: {missing:?} ...");
+    assert!(unexpected.is_empty(), "results nobody asked for: {unexpected:?}");
+    assert_eq!(reader.records.len(), expected.len());
+}
+
+#[test]
+#[ignore = "needs Kafka and the models: run scripts/test.sh"]
+fn thousand_requests_give_thousand_results_exactly_once() {
+    let _ = NEEDS_KAFKA;
+    let fx = Fixture::new("thousand", 4, "");
+    let reqs = requests(1000);
+    fx.produce_texts(&reqs);
+    let mut server = fx.spawn("a");
+    let mut committed = Reader::new(&fx.results(), true);
+    committed.read_until(1000, Duration::from_secs(180));
+    committed.poll_for(Duration::from_secs(2)); // anything extra would be a duplicate
+    let status = terminate(&mut server, Duration::from_secs(40));
+    assert_exactly_once(&committed, &reqs);
+
+    let text_of: HashMap<&str, &str> = reqs.iter().map(|(id, t)| (id.as_str(), t.as_str())).collect();
+    for record in &committed.records {
+        let v = record.json();
+        let id = v["id"].as_str().unwrap();
+        assert_eq!(record.key.as_deref(), Some(id), "result keyed like its request");
+        assert_eq!(v["model"], "sentiment");
+        assert_eq!(v["status"], "ok");
+        let text = text_of[id];
+        let expected = LABELLED.iter().find(|(t, _)| *t == text).unwrap().1;
+        assert_eq!(v["result"]["label"], expected, "label of {text:?}");
+        let p = v["result"]["scores"]["positive"].as_f64().unwrap() + v["result"]["scores"]["negative"].as_f64().unwrap();
+        assert!((p - 1.0).abs() < 1e-4);
+    }
+    assert!(status.is_some_and(|s| s.success()), "graceful shutdown exits 0 on SIGTERM, got {status:?}");
+}
+
+#[test]
+#[ignore = "needs Kafka and the models: run scripts/test.sh"]
+fn sigkill_mid_transaction_loses_and_duplicates_nothing() {
+    // A pause between produce and commit makes a kill land inside an open transaction.
+    let fx = Fixture::new("sigkill", 2, "[batch]\nmax_batch = 10\n[faults]\ndelay_before_commit = \"400ms\"\n");
+    let reqs = requests(300);
+    fx.produce_texts(&reqs);
+    let mut committed = Reader::new(&fx.results(), true);
+    let mut uncommitted = Reader::new(&fx.results(), false);
+    let mut kills = 0;
+    let mut server = fx.spawn("k");
+    let deadline = Instant::now() + Duration::from_secs(240);
+    while kills < 2 && Instant::now() < deadline {
+        committed.poll_for(Duration::from_millis(50));
+        uncommitted.poll_for(Duration::from_millis(50));
+        // Results written but not yet committed: a transaction is open right now.
+        if !committed.records.is_empty() && uncommitted.records.len() > committed.records.len() {
+            server.kill().expect("SIGKILL");
+            let _ = server.wait();
+            kills += 1;
+            server = fx.spawn("k");
+        }
+    }
+    assert_eq!(kills, 2, "could not catch an open transaction twice");
+    committed.read_until(reqs.len(), Duration::from_secs(240));
+    committed.poll_for(Duration::from_secs(2));
+    uncommitted.poll_for(Duration::from_secs(2));
+    terminate(&mut server, Duration::from_secs(40));
+    assert_exactly_once(&committed, &reqs);
+    let dup_uncommitted = uncommitted.id_counts().values().filter(|&&c| c > 1).count();
+    assert!(
+        dup_uncommitted > 0,
+        "read_uncommitted should show the aborted writes of the killed processes (it saw {} records)",
+        uncommitted.records.len()
+    );
+}
+
+#[test]
+#[ignore = "needs Kafka and the models: run scripts/test.sh"]
+fn second_processor_joining_mid_stream_loses_and_duplicates_nothing() {
+    let fx = Fixture::new("join", 4, "[batch]\nmax_batch = 8\n");
+    let reqs = requests(1000);
+    fx.produce_texts(&reqs);
+    let mut committed = Reader::new(&fx.results(), true);
+    let mut first = fx.spawn("one");
+    committed.read_until(150, Duration::from_secs(120));
+    assert!(committed.records.len() >= 150 && committed.records.len() < 1000, "join must happen mid-stream");
+    let mut second = fx.spawn("two");
+    committed.read_until(reqs.len(), Duration::from_secs(240));
+    committed.poll_for(Duration::from_secs(3));
+    let first_status = terminate(&mut first, Duration::from_secs(40));
+    let second_status = terminate(&mut second, Duration::from_secs(40));
+    assert_exactly_once(&committed, &reqs);
+    let processors: HashSet<&str> =
+        committed.records.iter().filter_map(|r| r.headers.get("tidal.processor").map(String::as_str)).collect();
+    assert!(processors.len() == 2, "both processors should have written results, saw {processors:?}");
+    assert!(first_status.is_some_and(|s| s.success()) && second_status.is_some_and(|s| s.success()));
+}
+
+#[test]
+#[ignore = "needs Kafka and the models: run scripts/test.sh"]
+fn every_bad_input_goes_to_the_dead_letter_topic_with_its_reason() {
+    let fx = Fixture::new("bad", 1, "[limits]\nmax_payload_bytes = 4096\nmax_text_bytes = 1000\n");
+    let good = |i: usize| {
+        (Some(format!("g{i}")), Some(serde_json::json!({"id": format!("g{i}"), "text": "I loved this movie"}).to_string().into_bytes()))
+    };
+    let bad: Vec<(&str, Option<Vec<u8>>)> = vec![
+        ("invalid_utf8", Some(b"{\"text\": \"\xff\xfe\"}".to_vec())),
+        ("invalid_json", Some(b"{\"text\": \"unterminated".to_vec())),
+        ("not_an_object", Some(b"[\"text\"]".to_vec())),
+        ("missing_field", Some(br#"{"id": "x"}"#.to_vec())),
+        ("wrong_type", Some(br#"{"text": ["a", "b"]}"#.to_vec())),
+        ("empty_text", Some(br#"{"text": "  "}"#.to_vec())),
+        ("text_too_long", Some(serde_json::json!({"text": "word ".repeat(300)}).to_string().into_bytes())),
+        ("payload_too_large", Some(serde_json::json!({"text": "a", "pad": "x".repeat(5000)}).to_string().into_bytes())),
+        ("empty_payload", None),
+    ];
+    let mut records = Vec::new();
+    for (i, (kind, value)) in bad.iter().enumerate() {
+        records.push(good(i));
+        records.push((Some(format!("bad-{kind}")), value.clone()));
+    }
+    records.push(good(bad.len()));
+    // An expired request is answered, not dead-lettered.
+    records.push((Some("late".into()), Some(br#"{"id": "late", "text": "fine", "deadline_ms": 1000}"#.to_vec())));
+    fx.produce(&records);
+
+    let mut server = fx.spawn("b");
+    let mut results = Reader::new(&fx.results(), true);
+    let mut dlq = Reader::new(&fx.dlq(), true);
+    results.read_until(bad.len() + 2, Duration::from_secs(120));
+    dlq.read_until(bad.len(), Duration::from_secs(60));
+    results.poll_for(Duration::from_secs(2));
+    dlq.poll_for(Duration::from_secs(1));
+    terminate(&mut server, Duration::from_secs(40));
+
+    assert_eq!(results.records.len(), bad.len() + 2, "every good request answered once");
+    let late = results.records.iter().map(|r| r.json()).find(|v| v["id"] == "late").expect("expired answered");
+    assert_eq!(late["status"], "expired");
+    assert!(late["result"].is_null());
+    assert_eq!(dlq.records.len(), bad.len(), "one dead letter per bad record");
+    for (kind, value) in &bad {
+        let letter = dlq
+            .records
+            .iter()
+            .find(|r| r.key.as_deref() == Some(&format!("bad-{kind}")))
+            .unwrap_or_else(|| panic!("no dead letter for {kind}"));
+        assert_eq!(letter.headers["tidal.error.kind"], *kind);
+        assert!(!letter.headers["tidal.error.reason"].is_empty());
+        assert_eq!(letter.headers["tidal.source.topic"], fx.requests());
+        assert_eq!(letter.headers["tidal.model"], "sentiment");
+        assert!(letter.headers["tidal.source.offset"].parse::<i64>().is_ok());
+        assert_eq!(&letter.value, value, "the original value is kept");
+    }
+}
