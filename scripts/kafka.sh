@@ -53,7 +53,7 @@ L4J
   nohup java "${java_opts[@]}" kafka.Kafka "$state/server.properties" > "$state/kafka.log" 2>&1 &
   echo $! > "$state/pid"
   for _ in $(seq 1 120); do
-    if grep -q "Kafka Server started\|\[KafkaRaftServer nodeId=1\] Kafka Server started\|started (kafka.server" "$state/kafka.log" 2>/dev/null && port_open; then
+    if grep -q "Transition from STARTING to STARTED" "$state/kafka.log" 2>/dev/null && port_open; then
       log "Kafka $KAFKA_VERSION up on 127.0.0.1:$port (data in $state)"; echo "127.0.0.1:$port"; return
     fi
     is_running || die "Kafka exited during start-up: $(tail -20 "$state/kafka.log")"

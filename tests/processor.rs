@@ -51,7 +51,8 @@ fn thousand_requests_give_thousand_results_exactly_once() {
         let text = text_of[id];
         let expected = LABELLED.iter().find(|(t, _)| *t == text).unwrap().1;
         assert_eq!(v["result"]["label"], expected, "label of {text:?}");
-        let p = v["result"]["scores"]["positive"].as_f64().unwrap() + v["result"]["scores"]["negative"].as_f64().unwrap();
+        let p =
+            v["result"]["scores"]["positive"].as_f64().unwrap() + v["result"]["scores"]["negative"].as_f64().unwrap();
         assert!((p - 1.0).abs() < 1e-4);
     }
     assert!(status.is_some_and(|s| s.success()), "graceful shutdown exits 0 on SIGTERM, got {status:?}");
@@ -121,7 +122,10 @@ fn second_processor_joining_mid_stream_loses_and_duplicates_nothing() {
 fn every_bad_input_goes_to_the_dead_letter_topic_with_its_reason() {
     let fx = Fixture::new("bad", 1, "[limits]\nmax_payload_bytes = 4096\nmax_text_bytes = 1000\n");
     let good = |i: usize| {
-        (Some(format!("g{i}")), Some(serde_json::json!({"id": format!("g{i}"), "text": "I loved this movie"}).to_string().into_bytes()))
+        (
+            Some(format!("g{i}")),
+            Some(serde_json::json!({"id": format!("g{i}"), "text": "I loved this movie"}).to_string().into_bytes()),
+        )
     };
     let bad: Vec<(&str, Option<Vec<u8>>)> = vec![
         ("invalid_utf8", Some(b"{\"text\": \"\xff\xfe\"}".to_vec())),

@@ -7,7 +7,7 @@ mod text_classification;
 
 pub use manifest::{Manifest, ModelKind, TextClassificationSpec};
 pub use runtime::{init_onnxruntime, new_session};
-pub use text_classification::TextClassifier;
+pub use text_classification::{length_groups, TextClassifier};
 
 use crate::codec::{Input, InputKind};
 use crate::error::Result;

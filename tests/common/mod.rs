@@ -167,7 +167,10 @@ impl Reader {
                         .map(|h| {
                             h.iter()
                                 .map(|h| {
-                                    (h.key.to_string(), String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned())
+                                    (
+                                        h.key.to_string(),
+                                        String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned(),
+                                    )
                                 })
                                 .collect()
                         })
