@@ -1,0 +1,39 @@
+//! Checks of shipped artefacts that need no broker: docker-compose.yml, the example config,
+//! topic files and manifests.
+
+use std::path::Path;
+
+fn repo(path: &str) -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
+}
+
+#[test]
+fn compose_file_parses_and_runs_kafka_and_tidal() {
+    let text = std::fs::read_to_string(repo("docker-compose.yml")).unwrap();
+    let compose: serde_yaml::Value = serde_yaml::from_str(&text).expect("docker-compose.yml is valid YAML");
+    let services = compose["services"].as_mapping().expect("services");
+    let image = compose["services"]["kafka"]["image"].as_str().unwrap();
+    assert!(image.starts_with("apache/kafka:4"), "official Apache Kafka 4 image, got {image}");
+    let command: Vec<&str> =
+        compose["services"]["tidal"]["command"].as_sequence().unwrap().iter().filter_map(|v| v.as_str()).collect();
+    assert_eq!(command[0], "serve");
+    assert!(services.contains_key("topics"));
+}
+
+#[test]
+fn example_config_is_valid() {
+    let config = tidal::config::ServeConfig::from_file(&repo("tidal.example.toml")).expect("example config parses");
+    assert_eq!(config.batch.max_batch, 32);
+    assert_eq!(config.metrics.address().unwrap().unwrap().ip().to_string(), "127.0.0.1");
+}
+
+#[test]
+fn shipped_manifests_parse() {
+    for entry in std::fs::read_dir(repo("models")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            let text = std::fs::read_to_string(&path).unwrap();
+            tidal::models::Manifest::parse(&text, &path.display().to_string()).expect("manifest parses");
+        }
+    }
+}
