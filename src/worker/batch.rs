@@ -23,19 +23,20 @@ pub fn collect(consumer: &WorkerConsumer, settings: &BatchConfig) -> Result<Vec<
             None => settings.idle_poll,
             Some(d) => d.saturating_duration_since(Instant::now()),
         };
-        let polled = consumer.poll(wait);
-        if consumer.context().rebalance_count() != rebalances {
-            // Assignments moved: positions of these partitions were reset or handed over.
-            rewind(consumer, &batch)?;
-            return Ok(Vec::new());
-        }
-        match polled {
+        match consumer.poll(wait) {
             Some(Ok(message)) => {
                 batch.push(message.detach());
                 deadline.get_or_insert_with(|| Instant::now() + settings.linger);
             }
             Some(Err(e)) => tracing::warn!(error = %e, "consumer error (librdkafka retries by itself)"),
             None => {}
+        }
+        if consumer.context().rebalance_count() != rebalances {
+            // Assignments moved during this batch: put back every record of a partition we
+            // still own (including one delivered by this very poll); the others' new owners
+            // start from the committed offsets.
+            rewind(consumer, &batch)?;
+            return Ok(Vec::new());
         }
         if deadline.is_none_or(|d| Instant::now() >= d) {
             break;
@@ -90,4 +91,30 @@ pub fn rewind(consumer: &WorkerConsumer, batch: &[OwnedMessage]) -> Result<()> {
             .map_err(|e| Error::kafka(format!("rewinding {}[{}]", element.topic(), element.partition()), e))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rdkafka::Timestamp;
+
+    fn message(topic: &str, partition: i32, offset: i64) -> OwnedMessage {
+        OwnedMessage::new(None, None, topic.into(), Timestamp::NotAvailable, partition, offset, None)
+    }
+
+    #[test]
+    fn next_offsets_are_highest_plus_one_per_partition() {
+        let batch = [message("a", 0, 5), message("a", 1, 9), message("a", 0, 7), message("b", 0, 1)];
+        let tpl = next_offsets(&batch).unwrap();
+        let got: Vec<(String, i32, Offset)> =
+            tpl.elements().iter().map(|e| (e.topic().to_string(), e.partition(), e.offset())).collect();
+        assert_eq!(
+            got,
+            vec![
+                ("a".into(), 0, Offset::Offset(8)),
+                ("a".into(), 1, Offset::Offset(10)),
+                ("b".into(), 0, Offset::Offset(2))
+            ]
+        );
+    }
 }

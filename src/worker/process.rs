@@ -180,3 +180,98 @@ fn dead_letter(message: &OwnedMessage, bad: &BadInput, slot: Option<&ModelSlot>,
 fn unix_millis() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec::{Input, InputKind};
+    use rdkafka::Timestamp;
+
+    /// A stand-in model: answers with the text's length; fails a whole batch that contains "boom",
+    /// and fails "boom" alone too.
+    struct LengthModel {
+        runs: usize,
+    }
+
+    impl Model for LengthModel {
+        fn name(&self) -> &str {
+            "len"
+        }
+        fn version(&self) -> &str {
+            "1"
+        }
+        fn input_kind(&self) -> InputKind {
+            InputKind::Text
+        }
+        fn infer(&mut self, batch: &[&Input]) -> crate::Result<Vec<serde_json::Value>> {
+            self.runs += 1;
+            batch
+                .iter()
+                .map(
+                    |Input::Text(t)| {
+                        if t == "boom" {
+                            Err(crate::Error::Ort("boom".into()))
+                        } else {
+                            Ok(serde_json::json!(t.len()))
+                        }
+                    },
+                )
+                .collect()
+        }
+    }
+
+    fn msg(offset: i64, value: &[u8]) -> OwnedMessage {
+        OwnedMessage::new(
+            Some(value.to_vec()),
+            Some(format!("k{offset}").into_bytes()),
+            "req".into(),
+            Timestamp::NotAvailable,
+            0,
+            offset,
+            None,
+        )
+    }
+
+    fn slots() -> Vec<ModelSlot> {
+        vec![ModelSlot {
+            model: Box::new(LengthModel { runs: 0 }),
+            request_topic: "req".into(),
+            result_topic: "res".into(),
+        }]
+    }
+
+    fn json(p: &Produced) -> serde_json::Value {
+        serde_json::from_slice(p.payload.as_deref().unwrap()).unwrap()
+    }
+
+    #[test]
+    fn one_record_per_request_in_order_with_dead_letters_routed() {
+        let batch = [
+            msg(0, br#"{"id": "a", "text": "hello"}"#),
+            msg(1, b"nope"),
+            msg(2, br#"{"id": "c", "text": "hi", "deadline_ms": 1}"#),
+            msg(3, br#"{"text": "four"}"#),
+        ];
+        let out = process_batch(&batch, &mut slots(), &Limits::default(), "dlq");
+        assert_eq!(out.len(), 4);
+        assert_eq!((out[0].topic.as_str(), json(&out[0])["result"].clone()), ("res", serde_json::json!(5)));
+        assert_eq!(out[0].key.as_deref(), Some(&b"k0"[..]));
+        assert_eq!(out[1].topic, "dlq");
+        assert_eq!(out[1].payload.as_deref(), Some(&b"nope"[..]));
+        assert!(out[1].headers.contains(&("tidal.error.kind", "invalid_json".into())));
+        assert!(out[1].headers.contains(&("tidal.source.offset", "1".into())));
+        assert_eq!(json(&out[2])["status"], "expired");
+        assert_eq!(json(&out[3])["id"], "req/0/3");
+    }
+
+    #[test]
+    fn a_failing_batch_is_retried_one_by_one() {
+        let batch = [msg(0, br#"{"text": "ab"}"#), msg(1, br#"{"text": "boom"}"#), msg(2, br#"{"text": "abc"}"#)];
+        let mut slots = slots();
+        let out = process_batch(&batch, &mut slots, &Limits::default(), "dlq");
+        assert_eq!(json(&out[0])["result"], 2);
+        assert_eq!(out[1].topic, "dlq");
+        assert!(out[1].headers.contains(&("tidal.error.kind", "inference_failed".into())));
+        assert_eq!(json(&out[2])["result"], 3);
+    }
+}
