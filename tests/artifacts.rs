@@ -37,3 +37,36 @@ fn shipped_manifests_parse() {
         }
     }
 }
+
+fn serve_error(args: &[&str]) -> String {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tidal"))
+        .arg("serve")
+        .args(args)
+        .env("TIDAL_LOG", "error")
+        .output()
+        .expect("run tidal");
+    assert_eq!(out.status.code(), Some(1), "serve {args:?} should fail");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn start_up_errors_say_what_and_how_to_fix() {
+    let err = serve_error(&["--brokers", "localhost"]);
+    assert!(err.contains("bad broker address 'localhost'") && err.contains("host:port"), "{err}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("bad.toml");
+    std::fs::write(&config, "[batch]\nmax_batch = 8\nlingr = \"5ms\"\n").unwrap();
+    let err = serve_error(&["--config", config.to_str().unwrap()]);
+    assert!(err.contains("lingr") && err.contains("line 3"), "{err}");
+
+    let lib = dir.path().join("lib.so");
+    std::fs::write(&lib, b"").unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tidal"))
+        .args(["serve", "--model-dir", "/nonexistent-models", "--metrics-listen", ""])
+        .env("ORT_DYLIB_PATH", &lib)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("/nonexistent-models/sentiment/model.onnx") && err.contains("scripts/setup.sh"), "{err}");
+}
