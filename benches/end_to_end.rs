@@ -81,6 +81,7 @@ fn main() {
         .unwrap();
     reader.subscribe(&[&res_topic]).unwrap();
 
+    let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder().expect("metrics recorder");
     let workers = config.worker_count();
     let handle = tidal::worker::serve(config).expect("start the processor");
     let mut seen = 0usize;
@@ -95,6 +96,23 @@ fn main() {
     let elapsed = first.map(|f| f.elapsed()).unwrap_or_default();
     handle.stop();
     let _ = handle.wait(Duration::from_secs(30));
+    // Where the time went, from tidal's own histograms.
+    let rendered = recorder.render();
+    let stat = |name: &str| {
+        rendered
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    let (inference, batches) = (stat("tidal_inference_seconds_sum"), stat("tidal_inference_seconds_count"));
+    let (commit, txns) = (stat("tidal_transaction_commit_seconds_sum"), stat("tidal_transaction_commit_seconds_count"));
+    println!(
+        "end_to_end: {batches} model runs, mean {:.1} ms; {txns} transactions, mean produce+commit {:.1} ms",
+        1e3 * inference / batches.max(1.0),
+        1e3 * commit / txns.max(1.0)
+    );
     println!(
         "end_to_end: {seen}/{requests} results (exactly-once, read_committed), {workers} worker(s), max_batch {max_batch}: \
          {:.1} s from first to last result = {:.0} requests/s",
