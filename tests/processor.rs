@@ -98,7 +98,8 @@ fn sigkill_mid_transaction_loses_and_duplicates_nothing() {
 #[test]
 #[ignore = "needs Kafka and the models: run scripts/test.sh"]
 fn second_processor_joining_mid_stream_loses_and_duplicates_nothing() {
-    let fx = Fixture::new("join", 4, "[batch]\nmax_batch = 8\n");
+    // Small, slowed-down transactions keep the stream going long enough for the join to matter.
+    let fx = Fixture::new("join", 4, "[batch]\nmax_batch = 8\n[faults]\ndelay_before_commit = \"100ms\"\n");
     let reqs = requests(1000);
     fx.produce_texts(&reqs);
     let mut committed = Reader::new(&fx.results(), true);
