@@ -14,3 +14,13 @@ export ORT_DYLIB_PATH="${ORT_DYLIB_PATH:-$ORT_DYLIB}"
 
 log() { printf '\033[1;34m[tidal]\033[0m %s\n' "$*" >&2; }
 die() { printf '\033[1;31m[tidal] error:\033[0m %s\n' "$*" >&2; exit 1; }
+
+# start_local_kafka PORT: starts the local broker on PORT, stops it when the calling script exits,
+# and exports its address as LOCAL_KAFKA.
+start_local_kafka() {
+  local port="$1"
+  bash "$REPO_ROOT/scripts/kafka.sh" start "$port" >/dev/null
+  # shellcheck disable=SC2064  # expand $port now
+  trap "bash '$REPO_ROOT/scripts/kafka.sh' stop '$port'" EXIT
+  export LOCAL_KAFKA="127.0.0.1:$port"
+}

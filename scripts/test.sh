@@ -3,10 +3,8 @@
 # property, model-reference and end-to-end tests against the real broker), stops Kafka.
 source "$(dirname "$0")/common.sh"
 bash "$REPO_ROOT/scripts/setup.sh"
-port="${TIDAL_TEST_PORT:-19092}"
-bash "$REPO_ROOT/scripts/kafka.sh" start "$port" >/dev/null
-trap 'bash "$REPO_ROOT/scripts/kafka.sh" stop "$port"' EXIT
-export TIDAL_TEST_BROKERS="127.0.0.1:$port"
+start_local_kafka "${TIDAL_TEST_PORT:-19092}"
+export TIDAL_TEST_BROKERS="$LOCAL_KAFKA"
 cd "$REPO_ROOT"
 # --include-ignored: the broker- and model-backed tests are #[ignore]d for a bare `cargo test`.
 # One test at a time: end-to-end tests start processors that each want a core.

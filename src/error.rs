@@ -28,6 +28,10 @@ pub enum Error {
         #[source]
         source: rdkafka::error::KafkaError,
     },
+    /// The consumer is not (or no longer) a member of its group, so offsets cannot join a
+    /// transaction; the worker rebuilds its clients.
+    #[error("consumer of {transactional_id} is not a group member; rebuilding its clients")]
+    NotGroupMember { transactional_id: String },
     /// A worker thread stopped with an error.
     #[error("worker {worker}: {reason}")]
     Worker { worker: usize, reason: String },

@@ -39,10 +39,10 @@ pub fn commit_batch(
     delay_before_commit: Option<Duration>,
 ) -> Result<TxnOutcome> {
     let started = Instant::now();
-    let group = clients.consumer.group_metadata().ok_or_else(|| Error::Worker {
-        worker: 0,
-        reason: "the consumer has no group metadata (it is not a group member); rebuilding".into(),
-    })?;
+    let group = clients
+        .consumer
+        .group_metadata()
+        .ok_or_else(|| Error::NotGroupMember { transactional_id: clients.transactional_id.clone() })?;
     match write_and_commit(clients, records, offsets, &group, timeout, delay_before_commit) {
         Ok(()) => {
             metrics::transaction("committed", started.elapsed());
