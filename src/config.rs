@@ -30,6 +30,11 @@ pub struct ServeConfig {
     pub pin_workers: bool,
     /// Models to serve, by manifest name (see `models/`).
     pub models: Vec<String>,
+    /// Dedicated workers per model, e.g. `{ ocr = 2, sentiment = 1 }`. Empty (the default): every
+    /// worker serves every model. Set: each listed model gets that many workers of its own, every
+    /// model in `models` must be listed, and `workers` must be 0 or the sum. A worker loads only
+    /// the models it serves.
+    pub model_workers: BTreeMap<String, usize>,
     /// Folder of model manifests (`<name>.toml`); unset means the manifests built into tidal.
     pub manifest_dir: Option<PathBuf>,
     /// Folder the manifests' relative file paths resolve against
@@ -111,6 +116,17 @@ pub struct Limits {
     /// Longest `text` accepted, in bytes; longer ones go to the dead-letter topic. (Texts within
     /// this limit but beyond the model's `max_tokens` are truncated to `max_tokens`.)
     pub max_text_bytes: usize,
+    /// Largest image width or height accepted (checked from the header, before decoding).
+    pub max_image_side: u32,
+    /// Largest image width × height accepted (checked from the header, before decoding).
+    pub max_image_pixels: u64,
+}
+
+impl Limits {
+    /// The image part of the limits.
+    pub fn image(&self) -> crate::vision::ImageLimits {
+        crate::vision::ImageLimits { max_side: self.max_image_side, max_pixels: self.max_image_pixels }
+    }
 }
 
 /// Prometheus endpoint.
@@ -129,7 +145,8 @@ impl Default for ServeConfig {
             instance: None,
             workers: 0,
             pin_workers: true,
-            models: vec!["sentiment".into()],
+            models: vec!["sentiment".into(), "face-match".into(), "ocr".into()],
+            model_workers: BTreeMap::new(),
             manifest_dir: None,
             model_dir: None,
             onnxruntime_library: None,
@@ -174,7 +191,12 @@ impl Default for BatchConfig {
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { max_payload_bytes: 1 << 20, max_text_bytes: 16 * 1024 }
+        Limits {
+            max_payload_bytes: 8 << 20,
+            max_text_bytes: 16 * 1024,
+            max_image_side: 8192,
+            max_image_pixels: 24_000_000,
+        }
     }
 }
 
@@ -239,6 +261,42 @@ impl ServeConfig {
         }
     }
 
+    /// The models each worker serves, one entry per worker.
+    pub fn worker_assignment(&self) -> Result<Vec<Vec<String>>> {
+        if self.model_workers.is_empty() {
+            return Ok(vec![self.models.clone(); self.worker_count()]);
+        }
+        let mut plan = Vec::new();
+        for model in &self.models {
+            let count = self.model_workers.get(model).copied().ok_or_else(|| {
+                Error::Config(format!(
+                    "model_workers has no entry for '{model}': list every served model, e.g. \
+                     model_workers = {{ {model} = 1 }}, or remove model_workers to let every worker serve every model"
+                ))
+            })?;
+            if count == 0 {
+                return Err(Error::Config(format!(
+                    "model_workers.{model} = 0: give it at least one worker or drop it from models"
+                )));
+            }
+            plan.extend(std::iter::repeat_n(vec![model.clone()], count));
+        }
+        if let Some(stray) = self.model_workers.keys().find(|name| !self.models.contains(name)) {
+            return Err(Error::Config(format!(
+                "model_workers names '{stray}', which is not in models {:?}",
+                self.models
+            )));
+        }
+        if self.workers != 0 && self.workers != plan.len() {
+            return Err(Error::Config(format!(
+                "workers = {} but model_workers adds up to {}: set workers = 0 or make them agree",
+                self.workers,
+                plan.len()
+            )));
+        }
+        Ok(plan)
+    }
+
     /// Folder that model files resolve against.
     pub fn model_dir(&self) -> PathBuf {
         self.model_dir
@@ -271,9 +329,17 @@ impl ServeConfig {
         if self.batch.idle_poll.is_zero() {
             return bad("batch.idle_poll must be above zero, e.g. \"100ms\"".into());
         }
-        if self.limits.max_payload_bytes == 0 || self.limits.max_text_bytes == 0 {
-            return bad("limits.max_payload_bytes and limits.max_text_bytes must be above zero".into());
+        let limits = &self.limits;
+        if limits.max_payload_bytes == 0
+            || limits.max_text_bytes == 0
+            || limits.max_image_side == 0
+            || limits.max_image_pixels == 0
+        {
+            return bad("limits.max_payload_bytes, max_text_bytes, max_image_side and max_image_pixels must be above \
+                        zero"
+                .into());
         }
+        self.worker_assignment()?;
         let txn = self.kafka.transaction_timeout;
         if txn < Duration::from_secs(1) || txn > Duration::from_secs(900) {
             return bad(format!(
@@ -340,9 +406,25 @@ mod tests {
     #[test]
     fn defaults_parse_from_empty_file() {
         let cfg = ServeConfig::from_toml("").unwrap();
-        assert_eq!(cfg.models, vec!["sentiment"]);
+        assert_eq!(cfg.models, vec!["sentiment", "face-match", "ocr"]);
         assert_eq!(cfg.group_id(), "tidal-tidal");
         assert_eq!(cfg.batch.linger, Duration::from_millis(5));
+    }
+
+    #[test]
+    fn model_workers_assign_dedicated_workers() {
+        let cfg = ServeConfig::from_toml("workers = 3\nmodels = [\"ocr\", \"sentiment\"]\n").unwrap();
+        assert_eq!(cfg.worker_assignment().unwrap(), vec![vec!["ocr", "sentiment"]; 3]);
+        let cfg =
+            ServeConfig::from_toml("models = [\"ocr\", \"sentiment\"]\n[model_workers]\nocr = 2\nsentiment = 1\n")
+                .unwrap();
+        assert_eq!(cfg.worker_assignment().unwrap(), vec![vec!["ocr"], vec!["ocr"], vec!["sentiment"]]);
+        let missing = ServeConfig::from_toml("models = [\"ocr\", \"sentiment\"]\n[model_workers]\nocr = 2\n").unwrap();
+        assert!(missing.worker_assignment().unwrap_err().to_string().contains("no entry for 'sentiment'"));
+        let stray = ServeConfig::from_toml("models = [\"ocr\"]\n[model_workers]\nocr = 1\nfoo = 1\n").unwrap();
+        assert!(stray.worker_assignment().unwrap_err().to_string().contains("'foo'"));
+        let clash = ServeConfig::from_toml("workers = 5\nmodels = [\"ocr\"]\n[model_workers]\nocr = 2\n").unwrap();
+        assert!(clash.worker_assignment().unwrap_err().to_string().contains("adds up to 2"));
     }
 
     #[test]

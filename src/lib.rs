@@ -13,6 +13,7 @@
 //! | [`worker`] | pinned worker threads, each running consume → infer → produce → commit |
 //! | [`metrics`] | metric names and the Prometheus exporter |
 //! | [`tools`] | `tidal produce` / `tidal consume`: small clients for demos and operators |
+//! | [`vision`] | image decoding, resizing, warping and geometry for the image models (pure) |
 
 pub mod codec;
 pub mod config;
@@ -21,6 +22,7 @@ pub mod kafka;
 pub mod metrics;
 pub mod models;
 pub mod tools;
+pub mod vision;
 pub mod worker;
 
 pub use error::{Error, Result};

@@ -11,7 +11,7 @@ fn load() -> (TextClassifier, serde_json::Value) {
     let config = ServeConfig::default();
     models::init_onnxruntime(&config.onnxruntime_library()).expect("ONNX Runtime (run scripts/setup.sh)");
     let manifest = Manifest::find("sentiment", None).unwrap();
-    let ModelKind::TextClassification(spec) = &manifest.kind;
+    let ModelKind::TextClassification(spec) = &manifest.kind else { panic!("sentiment is a text classifier") };
     let model_dir: PathBuf = config.model_dir();
     let classifier = TextClassifier::load(&manifest, spec, &model_dir).expect("sentiment model (run scripts/setup.sh)");
     let reference = std::fs::read_to_string(model_dir.join("sentiment/reference.json")).expect("reference.json");

@@ -24,6 +24,14 @@ pub enum BadInputKind {
     EmptyText,
     /// The text is longer than `limits.max_text_bytes`.
     TextTooLong,
+    /// An image field is not valid base64.
+    InvalidBase64,
+    /// The bytes are not a JPEG or PNG image.
+    UnsupportedImage,
+    /// The image is truncated, corrupt or has no pixels.
+    CorruptImage,
+    /// The image exceeds `limits.max_image_side` or `limits.max_image_pixels`.
+    ImageTooLarge,
     /// The model failed on this request alone (the rest of its batch was answered).
     InferenceFailed,
 }
@@ -41,6 +49,10 @@ impl BadInputKind {
             BadInputKind::WrongType => "wrong_type",
             BadInputKind::EmptyText => "empty_text",
             BadInputKind::TextTooLong => "text_too_long",
+            BadInputKind::InvalidBase64 => "invalid_base64",
+            BadInputKind::UnsupportedImage => "unsupported_image",
+            BadInputKind::CorruptImage => "corrupt_image",
+            BadInputKind::ImageTooLarge => "image_too_large",
             BadInputKind::InferenceFailed => "inference_failed",
         }
     }

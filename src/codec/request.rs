@@ -2,25 +2,50 @@
 //!
 //! Envelope, common to every model: a JSON object with an optional `id` (string; absent → the
 //! caller's default, `<topic>/<partition>/<offset>`) and an optional `deadline_ms` (Unix ms).
-//! The model kind decides the payload fields (`text` for text models). Unknown fields are ignored
-//! so that clients can add their own.
+//! The model kind decides the payload fields (`text` for text models, `image` or `image_a` and
+//! `image_b` as base64 for image models). Unknown fields are ignored so that clients can add their
+//! own. Image models also take a raw JPEG/PNG as the whole record value when the record has a
+//! `content-type: image/...` header (the id then comes from an `id` header), so that large
+//! images need not be base64-encoded.
 
+use base64::Engine;
+use image::RgbImage;
 use serde_json::{Map, Value};
 
 use super::{BadInput, BadInputKind};
 use crate::config::Limits;
+use crate::vision::decode_image;
+
+/// Header naming a raw record value's media type (`image/jpeg`, `image/png`).
+pub const HEADER_CONTENT_TYPE: &str = "content-type";
+/// Header carrying the request id of a raw image record.
+pub const HEADER_ID: &str = "id";
+
+/// The record headers request decoding looks at.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RequestHeaders<'a> {
+    pub content_type: Option<&'a str>,
+    pub id: Option<&'a str>,
+}
 
 /// What a model kind reads from a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum InputKind {
     /// A `text` field.
     Text,
+    /// An `image` field (base64 JPEG/PNG), or a raw image value.
+    Image,
+    /// Two images, `image_a` and `image_b` (base64 JPEG/PNG).
+    ImagePair,
 }
 
-/// The decoded payload.
+/// The decoded payload: images are decoded to pixels here, so that a bad image is refused before
+/// it reaches a model.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Input {
     Text(String),
+    Image(RgbImage),
+    ImagePair(RgbImage, RgbImage),
 }
 
 /// A decoded, validated request.
@@ -35,6 +60,7 @@ pub struct Request {
 pub fn decode_request(
     kind: InputKind,
     value: Option<&[u8]>,
+    headers: RequestHeaders<'_>,
     default_id: impl FnOnce() -> String,
     limits: &Limits,
 ) -> Result<Request, BadInput> {
@@ -47,6 +73,17 @@ pub fn decode_request(
             BadInputKind::PayloadTooLarge,
             format!("value is {} bytes, limit is {} (limits.max_payload_bytes)", bytes.len(), limits.max_payload_bytes),
         ));
+    }
+    if let Some(content_type) = headers.content_type.filter(|t| t.trim().to_ascii_lowercase().starts_with("image/")) {
+        if kind != InputKind::Image {
+            return Err(BadInput::new(
+                BadInputKind::UnsupportedImage,
+                format!("a raw {content_type} value is accepted only by single-image models; send JSON"),
+            ));
+        }
+        let id = headers.id.map_or_else(default_id, str::to_string);
+        let image = decode_image(bytes, &limits.image())?;
+        return Ok(Request { id, deadline_ms: None, input: Input::Image(image) });
     }
     let text = std::str::from_utf8(bytes).map_err(|e| {
         BadInput::new(BadInputKind::InvalidUtf8, format!("value is not UTF-8 (byte {})", e.valid_up_to()))
@@ -74,6 +111,10 @@ pub fn decode_request(
     };
     let input = match kind {
         InputKind::Text => Input::Text(text_field(&fields, limits)?),
+        InputKind::Image => Input::Image(image_field(&fields, "image", limits)?),
+        InputKind::ImagePair => {
+            Input::ImagePair(image_field(&fields, "image_a", limits)?, image_field(&fields, "image_b", limits)?)
+        }
     };
     Ok(Request { id, deadline_ms, input })
 }
@@ -94,6 +135,23 @@ fn text_field(fields: &Map<String, Value>, limits: &Limits) -> Result<String, Ba
         ));
     }
     Ok(text.clone())
+}
+
+/// A base64 image field, decoded to pixels.
+fn image_field(fields: &Map<String, Value>, name: &str, limits: &Limits) -> Result<RgbImage, BadInput> {
+    let encoded = match optional_field(fields, name)? {
+        None => return Err(BadInput::new(BadInputKind::MissingField, format!("field '{name}' is required"))),
+        Some(Value::String(text)) => text,
+        Some(other) => return Err(wrong_type(name, "a base64 string", other)),
+    };
+    // Tolerate a data URL prefix and line breaks, as clients often send them.
+    let encoded = encoded.split_once(";base64,").map_or(encoded.as_str(), |(_, data)| data);
+    let cleaned: String = encoded.chars().filter(|c| !c.is_ascii_whitespace()).collect();
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(cleaned.as_bytes())
+        .or_else(|_| base64::engine::general_purpose::STANDARD_NO_PAD.decode(cleaned.as_bytes()))
+        .map_err(|e| BadInput::new(BadInputKind::InvalidBase64, format!("field '{name}' is not valid base64: {e}")))?;
+    decode_image(&bytes, &limits.image()).map_err(|bad| BadInput::new(bad.kind, format!("'{name}': {}", bad.reason)))
 }
 
 /// A present, non-null field.
@@ -122,11 +180,23 @@ mod tests {
     use proptest::prelude::*;
 
     fn limits() -> Limits {
-        Limits { max_payload_bytes: 1000, max_text_bytes: 100 }
+        Limits { max_payload_bytes: 1000, max_text_bytes: 100, ..Limits::default() }
     }
 
     fn decode(value: &[u8]) -> Result<Request, BadInput> {
-        decode_request(InputKind::Text, Some(value), || "t/0/7".into(), &limits())
+        decode_request(InputKind::Text, Some(value), RequestHeaders::default(), || "t/0/7".into(), &limits())
+    }
+
+    fn png_base64(width: u32, height: u32) -> String {
+        let image = RgbImage::from_pixel(width, height, image::Rgb([9, 8, 7]));
+        let mut out = std::io::Cursor::new(Vec::new());
+        image.write_to(&mut out, image::ImageFormat::Png).unwrap();
+        base64::engine::general_purpose::STANDARD.encode(out.into_inner())
+    }
+
+    fn decode_kind(kind: InputKind, value: &str) -> Result<Request, BadInput> {
+        let limits = Limits { max_image_side: 64, ..Limits::default() };
+        decode_request(kind, Some(value.as_bytes()), RequestHeaders::default(), || "d".into(), &limits)
     }
 
     fn kind_of(value: &[u8]) -> BadInputKind {
@@ -150,7 +220,7 @@ mod tests {
     #[test]
     fn each_bad_input_has_its_kind() {
         assert_eq!(
-            decode_request(InputKind::Text, None, String::new, &limits()).unwrap_err().kind,
+            decode_request(InputKind::Text, None, RequestHeaders::default(), String::new, &limits()).unwrap_err().kind,
             BadInputKind::EmptyPayload
         );
         assert_eq!(kind_of(b""), BadInputKind::EmptyPayload);
@@ -173,6 +243,51 @@ mod tests {
         assert!(decode(br#"{"text": 42}"#).unwrap_err().reason.contains("'text' must be a string, got a number"));
         let long = format!(r#"{{"text": "{}"}}"#, "a".repeat(101));
         assert!(decode(long.as_bytes()).unwrap_err().reason.contains("limits.max_text_bytes"));
+    }
+
+    #[test]
+    fn decodes_image_fields() {
+        let one = decode_kind(InputKind::Image, &format!(r#"{{"id": "i", "image": "{}"}}"#, png_base64(3, 2))).unwrap();
+        assert!(matches!(one.input, Input::Image(ref img) if img.dimensions() == (3, 2)));
+        let url = format!(r#"{{"image": "data:image/png;base64,{}"}}"#, png_base64(4, 4));
+        assert!(decode_kind(InputKind::Image, &url).is_ok());
+        let pair = format!(r#"{{"image_a": "{}", "image_b": "{}"}}"#, png_base64(2, 2), png_base64(5, 1));
+        let Input::ImagePair(a, b) = decode_kind(InputKind::ImagePair, &pair).unwrap().input else { panic!() };
+        assert_eq!((a.dimensions(), b.dimensions()), ((2, 2), (5, 1)));
+    }
+
+    #[test]
+    fn bad_images_have_their_kind_and_name_the_field() {
+        let kind = |k, v: &str| decode_kind(k, v).unwrap_err();
+        assert_eq!(kind(InputKind::Image, r#"{"image": "%%%"}"#).kind, BadInputKind::InvalidBase64);
+        assert_eq!(kind(InputKind::Image, r#"{"image": 7}"#).kind, BadInputKind::WrongType);
+        assert_eq!(kind(InputKind::Image, r#"{"id": "x"}"#).kind, BadInputKind::MissingField);
+        let gif = base64::engine::general_purpose::STANDARD.encode(b"GIF89a....");
+        assert_eq!(kind(InputKind::Image, &format!(r#"{{"image": "{gif}"}}"#)).kind, BadInputKind::UnsupportedImage);
+        let big = format!(r#"{{"image_a": "{}", "image_b": "{}"}}"#, png_base64(2, 2), png_base64(65, 2));
+        let err = kind(InputKind::ImagePair, &big);
+        assert_eq!(err.kind, BadInputKind::ImageTooLarge);
+        assert!(err.reason.starts_with("'image_b'"), "{err}");
+        let missing = format!(r#"{{"image_a": "{}"}}"#, png_base64(2, 2));
+        assert!(kind(InputKind::ImagePair, &missing).reason.contains("'image_b'"));
+    }
+
+    #[test]
+    fn raw_image_values_need_a_content_type_and_an_image_model() {
+        let bytes = base64::engine::general_purpose::STANDARD.decode(png_base64(6, 3)).unwrap();
+        let headers = RequestHeaders { content_type: Some("image/png"), id: Some("raw-1") };
+        let req = decode_request(InputKind::Image, Some(&bytes), headers, || "d".into(), &Limits::default()).unwrap();
+        assert_eq!(req.id, "raw-1");
+        assert!(matches!(req.input, Input::Image(ref img) if img.dimensions() == (6, 3)));
+        let no_id = RequestHeaders { content_type: Some("image/png"), id: None };
+        let req = decode_request(InputKind::Image, Some(&bytes), no_id, || "t/0/1".into(), &Limits::default()).unwrap();
+        assert_eq!(req.id, "t/0/1");
+        let err =
+            decode_request(InputKind::Text, Some(&bytes), headers, || "d".into(), &Limits::default()).unwrap_err();
+        assert_eq!(err.kind, BadInputKind::UnsupportedImage);
+        let truncated =
+            decode_request(InputKind::Image, Some(&bytes[..30]), headers, || "d".into(), &Limits::default());
+        assert_eq!(truncated.unwrap_err().kind, BadInputKind::CorruptImage);
     }
 
     proptest! {

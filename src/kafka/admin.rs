@@ -16,6 +16,8 @@ use crate::error::{Error, Result};
 /// The topic files shipped in `topics/`, used when no folder is given.
 const BUILT_IN: &[(&str, &str)] = &[
     ("sentiment.toml", include_str!("../../topics/sentiment.toml")),
+    ("face-match.toml", include_str!("../../topics/face-match.toml")),
+    ("ocr.toml", include_str!("../../topics/ocr.toml")),
     ("dlq.toml", include_str!("../../topics/dlq.toml")),
 ];
 

@@ -20,7 +20,8 @@ const PROTECTED_KEYS: &[&str] = &[
 
 fn base_config(kafka: &KafkaConfig, client_id: &str) -> Result<ClientConfig> {
     let mut config = ClientConfig::new();
-    config.set("bootstrap.servers", &kafka.brokers).set("client.id", client_id);
+    // Image requests (and their dead letters) can be several MiB; librdkafka's default is 1 MB.
+    config.set("bootstrap.servers", &kafka.brokers).set("client.id", client_id).set("message.max.bytes", "16777216");
     for (key, value) in &kafka.librdkafka_options {
         if PROTECTED_KEYS.contains(&key.as_str()) {
             return Err(Error::Config(format!(

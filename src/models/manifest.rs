@@ -9,7 +9,11 @@ use serde::Deserialize;
 use crate::error::{Error, Result};
 
 /// The manifests shipped in `models/`.
-const BUILT_IN: &[(&str, &str)] = &[("sentiment", include_str!("../../models/sentiment.toml"))];
+const BUILT_IN: &[(&str, &str)] = &[
+    ("sentiment", include_str!("../../models/sentiment.toml")),
+    ("face-match", include_str!("../../models/face-match.toml")),
+    ("ocr", include_str!("../../models/ocr.toml")),
+];
 
 /// A model manifest: common fields, then exactly one table named after the model kind
 /// (`[text-classification]`, ...).
@@ -39,6 +43,9 @@ struct ManifestFile {
     license: String,
     #[serde(rename = "text-classification")]
     text_classification: Option<TextClassificationSpec>,
+    #[serde(rename = "face-match")]
+    face_match: Option<FaceMatchSpec>,
+    ocr: Option<OcrSpec>,
 }
 
 /// Model kinds, each with its own settings.
@@ -47,6 +54,146 @@ pub enum ModelKind {
     /// A Hugging Face–style sequence classifier: `input_ids`, `attention_mask` (optionally
     /// `token_type_ids`) → logits `[batch, labels]`, with a `tokenizer.json`.
     TextClassification(TextClassificationSpec),
+    /// MTCNN detector (P-Net, R-Net, O-Net) + a 112×112 face embedder (MobileFaceNet family).
+    FaceMatch(FaceMatchSpec),
+    /// PP-OCR: DB text detector, optional 180° classifier, CTC recogniser.
+    Ocr(OcrSpec),
+}
+
+/// Settings of a face matcher.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FaceMatchSpec {
+    /// MTCNN proposal net (input `input_1` `[N, W, H, 3]`).
+    pub pnet: PathBuf,
+    /// MTCNN refinement net (input `input_2` `[N, 24, 24, 3]`).
+    pub rnet: PathBuf,
+    /// MTCNN output net with landmarks (input `input_3` `[N, 48, 48, 3]`).
+    pub onet: PathBuf,
+    /// Face embedder: `[N, 3, 112, 112]` RGB scaled `(x − 127.5) / 128` → `[N, dim]`.
+    pub embedder: PathBuf,
+    #[serde(default = "default_embedder_input")]
+    pub embedder_input: String,
+    #[serde(default = "default_embedder_output")]
+    pub embedder_output: String,
+    /// Cosine similarity at or above which two faces are the same person.
+    pub threshold: f32,
+    /// Smallest face searched for, in pixels.
+    #[serde(default = "default_min_face")]
+    pub min_face: f64,
+    /// Image pyramid ratio.
+    #[serde(default = "default_scale_factor")]
+    pub scale_factor: f64,
+    /// Score thresholds of the three detector stages.
+    #[serde(default = "default_stage_thresholds")]
+    pub stage_thresholds: [f64; 3],
+}
+
+fn default_embedder_input() -> String {
+    "input".into()
+}
+fn default_embedder_output() -> String {
+    "embeddings".into()
+}
+fn default_min_face() -> f64 {
+    20.0
+}
+fn default_scale_factor() -> f64 {
+    0.709
+}
+fn default_stage_thresholds() -> [f64; 3] {
+    [0.6, 0.7, 0.7]
+}
+
+/// Settings of an OCR pipeline (PP-OCR family).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OcrSpec {
+    /// DB text detector: `x` `[1, 3, H, W]` (BGR, H and W multiples of 32) → probability map.
+    pub detector: PathBuf,
+    /// CTC recogniser: `x` `[N, 3, 48, W]` → `[N, T, classes]`; its metadata key `character`
+    /// holds the dictionary.
+    pub recognizer: PathBuf,
+    /// Optional 0°/180° text-line classifier: `[N, 3, 48, 192]` → `[N, 2]`.
+    #[serde(default)]
+    pub classifier: Option<PathBuf>,
+    /// Detector input: the image is scaled so that its shorter side is this long ("min") or its
+    /// longer side at most this long ("max"), then to multiples of 32.
+    #[serde(default = "default_limit_side")]
+    pub limit_side_len: u32,
+    #[serde(default = "default_limit_type")]
+    pub limit_type: LimitType,
+    /// Images are first shrunk to at most this many pixels per side...
+    #[serde(default = "default_max_side")]
+    pub max_side_len: u32,
+    /// ...and grown to at least this many.
+    #[serde(default = "default_min_side")]
+    pub min_side_len: u32,
+    /// Probability above which a pixel is text.
+    #[serde(default = "default_det_threshold")]
+    pub det_threshold: f32,
+    /// Mean probability inside a box below which it is dropped.
+    #[serde(default = "default_box_threshold")]
+    pub box_threshold: f32,
+    /// How far a box is grown: area × ratio / perimeter.
+    #[serde(default = "default_unclip_ratio")]
+    pub unclip_ratio: f64,
+    /// At most this many boxes per image.
+    #[serde(default = "default_max_candidates")]
+    pub max_candidates: usize,
+    /// A line classified 180° with at least this score is turned.
+    #[serde(default = "default_cls_threshold")]
+    pub cls_threshold: f32,
+    /// Lines with a lower mean character confidence are dropped.
+    #[serde(default = "default_text_score")]
+    pub text_score: f32,
+    /// Crops per recogniser (and classifier) run.
+    #[serde(default = "default_rec_batch")]
+    pub rec_batch: usize,
+}
+
+/// How `limit_side_len` applies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LimitType {
+    /// The shorter side is scaled up to the limit.
+    Min,
+    /// The longer side is scaled down to the limit.
+    Max,
+}
+
+fn default_limit_side() -> u32 {
+    736
+}
+fn default_limit_type() -> LimitType {
+    LimitType::Min
+}
+fn default_max_side() -> u32 {
+    2000
+}
+fn default_min_side() -> u32 {
+    30
+}
+fn default_det_threshold() -> f32 {
+    0.3
+}
+fn default_box_threshold() -> f32 {
+    0.5
+}
+fn default_unclip_ratio() -> f64 {
+    1.6
+}
+fn default_max_candidates() -> usize {
+    1000
+}
+fn default_cls_threshold() -> f32 {
+    0.9
+}
+fn default_text_score() -> f32 {
+    0.5
+}
+fn default_rec_batch() -> usize {
+    6
 }
 
 /// Settings of a text classifier.
@@ -94,14 +241,18 @@ impl Manifest {
     pub fn parse(text: &str, origin: &str) -> Result<Self> {
         let file: ManifestFile =
             toml::from_str(text).map_err(|e| Error::Config(format!("model manifest {origin}: {}", e.message())))?;
-        let kind = match file.text_classification {
-            Some(spec) => ModelKind::TextClassification(spec),
-            None => {
-                return Err(Error::Config(format!(
-                    "model manifest {origin}: no model kind table; add one of [text-classification]"
-                )))
-            }
-        };
+        let mut kinds: Vec<ModelKind> = Vec::new();
+        kinds.extend(file.text_classification.map(ModelKind::TextClassification));
+        kinds.extend(file.face_match.map(ModelKind::FaceMatch));
+        kinds.extend(file.ocr.map(ModelKind::Ocr));
+        if kinds.len() != 1 {
+            return Err(Error::Config(format!(
+                "model manifest {origin}: needs exactly one model kind table, one of [text-classification], \
+                 [face-match], [ocr] (found {})",
+                kinds.len()
+            )));
+        }
+        let kind = kinds.remove(0);
         let manifest =
             Manifest { name: file.name, version: file.version, origin: file.origin, license: file.license, kind };
         manifest.check(origin)?;
@@ -129,6 +280,12 @@ impl Manifest {
     pub fn check_files(&self, model_dir: &Path) -> Result<()> {
         let files: Vec<&Path> = match &self.kind {
             ModelKind::TextClassification(spec) => vec![&spec.model, &spec.tokenizer],
+            ModelKind::FaceMatch(spec) => vec![&spec.pnet, &spec.rnet, &spec.onet, &spec.embedder],
+            ModelKind::Ocr(spec) => {
+                let mut files = vec![spec.detector.as_path(), spec.recognizer.as_path()];
+                files.extend(spec.classifier.as_deref());
+                files
+            }
         };
         for file in files {
             let path = model_dir.join(file);
@@ -162,6 +319,21 @@ impl Manifest {
                     return Err(Error::Config(format!("model manifest {origin}: max_tokens must be at least 3")));
                 }
             }
+            ModelKind::FaceMatch(spec) => {
+                if !(spec.scale_factor > 0.1 && spec.scale_factor < 0.95) || spec.min_face < 12.0 {
+                    return Err(Error::Config(format!(
+                        "model manifest {origin}: scale_factor must be in (0.1, 0.95) and min_face at least 12"
+                    )));
+                }
+            }
+            ModelKind::Ocr(spec) => {
+                if spec.rec_batch == 0 || spec.limit_side_len < 32 || spec.max_side_len < spec.min_side_len {
+                    return Err(Error::Config(format!(
+                        "model manifest {origin}: rec_batch must be at least 1, limit_side_len at least 32, \
+                         max_side_len at least min_side_len"
+                    )));
+                }
+            }
         }
         Ok(())
     }
@@ -174,7 +346,7 @@ mod tests {
     #[test]
     fn built_in_sentiment_manifest_parses() {
         let m = Manifest::find("sentiment", None).unwrap();
-        let ModelKind::TextClassification(spec) = &m.kind;
+        let ModelKind::TextClassification(spec) = &m.kind else { panic!("wrong kind") };
         assert_eq!(spec.labels, vec!["negative", "positive"]);
         assert_eq!(spec.logits, "logits");
     }

@@ -1,12 +1,14 @@
 //! Models: one trait ("a batch of decoded requests in, a batch of results out"), one
 //! implementation per model kind, configured by a manifest (files, tensor names, labels, limits).
 
+pub mod face_match;
 mod manifest;
+pub mod ocr;
 mod runtime;
 mod text_classification;
 
-pub use manifest::{Manifest, ModelKind, TextClassificationSpec};
-pub use runtime::{init_onnxruntime, new_session};
+pub use manifest::{FaceMatchSpec, LimitType, Manifest, ModelKind, OcrSpec, TextClassificationSpec};
+pub use runtime::{check_signature, init_onnxruntime, new_session, run_f32};
 pub use text_classification::{length_groups, TextClassifier};
 
 use crate::codec::{Input, InputKind};
@@ -25,9 +27,16 @@ pub trait Model: Send {
     fn infer(&mut self, batch: &[&Input]) -> Result<Vec<serde_json::Value>>;
 }
 
+/// The error for an input of the wrong kind (a routing bug, never a client's fault).
+pub(crate) fn unexpected_input(model: &str, expected: InputKind) -> crate::Error {
+    crate::Error::Model { model: model.to_string(), reason: format!("received an input that is not {expected:?}") }
+}
+
 /// Loads the model a manifest describes.
 pub fn load(manifest: &Manifest, model_dir: &std::path::Path) -> Result<Box<dyn Model>> {
     match &manifest.kind {
         ModelKind::TextClassification(spec) => Ok(Box::new(TextClassifier::load(manifest, spec, model_dir)?)),
+        ModelKind::FaceMatch(spec) => Ok(Box::new(face_match::FaceMatcher::load(manifest, spec, model_dir)?)),
+        ModelKind::Ocr(spec) => Ok(Box::new(ocr::OcrPipeline::load(manifest, spec, model_dir)?)),
     }
 }

@@ -50,3 +50,43 @@ pub fn new_session(model: &Path) -> Result<Session> {
         .commit_from_file(model)
         .map_err(|e| Error::ort(&context, e))
 }
+
+/// Runs a session on one `f32` tensor and returns the named outputs, in the order asked.
+pub fn run_f32(
+    session: &mut Session,
+    model: &str,
+    input_name: &str,
+    input: ndarray::ArrayViewD<'_, f32>,
+    outputs: &[&str],
+) -> Result<Vec<ndarray::ArrayD<f32>>> {
+    let context = format!("running model '{model}'");
+    let tensor = ort::value::TensorRef::from_array_view(input).map_err(|e| Error::ort(&context, e))?;
+    let results = session.run(ort::inputs![input_name => tensor]).map_err(|e| Error::ort(&context, e))?;
+    outputs
+        .iter()
+        .map(|name| {
+            let value = results.get(*name).ok_or_else(|| Error::Model {
+                model: model.to_string(),
+                reason: format!("the ONNX model has no output '{name}'; fix the manifest"),
+            })?;
+            let array =
+                value.try_extract_array::<f32>().map_err(|e| Error::ort(&format!("reading '{name}' of {model}"), e))?;
+            Ok(array.to_owned())
+        })
+        .collect()
+}
+
+/// Fails when a session lacks an input or output the manifest names.
+pub fn check_signature(session: &Session, model: &str, inputs: &[&str], outputs: &[&str]) -> Result<()> {
+    let have_in: Vec<&str> = session.inputs().iter().map(|i| i.name()).collect();
+    let have_out: Vec<&str> = session.outputs().iter().map(|o| o.name()).collect();
+    for (wanted, have, what) in [(inputs, &have_in, "input"), (outputs, &have_out, "output")] {
+        if let Some(missing) = wanted.iter().find(|name| !have.contains(name)) {
+            return Err(Error::Model {
+                model: model.to_string(),
+                reason: format!("the ONNX model has no {what} '{missing}' (it has {have:?}); fix the manifest"),
+            });
+        }
+    }
+    Ok(())
+}

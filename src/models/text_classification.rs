@@ -163,9 +163,10 @@ impl Model for TextClassifier {
         let texts: Vec<&str> = batch
             .iter()
             .map(|input| match input {
-                Input::Text(text) => text.as_str(),
+                Input::Text(text) => Ok(text.as_str()),
+                _ => Err(super::unexpected_input(&self.name, InputKind::Text)),
             })
-            .collect();
+            .collect::<Result<_>>()?;
         let probs = self.probabilities(&texts)?;
         Ok(probs.iter().map(|p| self.result_json(p)).collect())
     }

@@ -34,11 +34,11 @@ pub fn serve(config: ServeConfig) -> Result<ServeHandle> {
         .collect::<Result<_>>()?;
     models::init_onnxruntime(&config.onnxruntime_library())?;
 
-    let workers = config.worker_count();
+    let assignment = config.worker_assignment()?;
+    let workers = assignment.len();
     let cores = if config.pin_workers { core_affinity::get_core_ids().unwrap_or_default() } else { Vec::new() };
     let shutdown = Arc::new(AtomicBool::new(false));
     let config = Arc::new(config);
-    let manifests = Arc::new(manifests);
     let (ready_tx, ready_rx) = mpsc::channel::<(usize, Result<()>)>();
     let mut threads = Vec::with_capacity(workers);
     for index in 0..workers {
@@ -47,7 +47,7 @@ pub fn serve(config: ServeConfig) -> Result<ServeHandle> {
         let spec = WorkerSpec {
             index,
             config: Arc::clone(&config),
-            manifests: Arc::clone(&manifests),
+            manifests: manifests.iter().filter(|m| assignment[index].contains(&m.name)).cloned().collect(),
             shutdown: Arc::clone(&shutdown),
         };
         let ready = ready_tx.clone();
@@ -92,7 +92,7 @@ pub fn serve(config: ServeConfig) -> Result<ServeHandle> {
     tracing::info!(
         workers,
         pinned = !cores.is_empty(),
-        models = ?manifests.iter().map(|m| m.name.as_str()).collect::<Vec<_>>(),
+        models = ?assignment,
         group = %config.group_id(),
         instance = %config.instance(),
         "tidal serving"

@@ -4,7 +4,7 @@
 
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use rdkafka::message::{Message, OwnedMessage};
+use rdkafka::message::{Headers, Message, OwnedMessage};
 
 use crate::codec::{self, BadInput, BadInputKind, DeadLetterSource, Request, Response, Status};
 use crate::config::Limits;
@@ -34,6 +34,22 @@ enum Answer {
     Bad(BadInput),
 }
 
+/// The headers request decoding reads (non-UTF-8 values are ignored).
+fn request_headers(message: &OwnedMessage) -> codec::RequestHeaders<'_> {
+    let mut found = codec::RequestHeaders::default();
+    if let Some(headers) = message.headers() {
+        for header in headers.iter() {
+            let value = header.value.and_then(|v| std::str::from_utf8(v).ok());
+            if header.key.eq_ignore_ascii_case(codec::HEADER_CONTENT_TYPE) {
+                found.content_type = value;
+            } else if header.key == codec::HEADER_ID {
+                found.id = value;
+            }
+        }
+    }
+    found
+}
+
 /// Processes one batch; returns one record per input record, in input order.
 pub fn process_batch(
     batch: &[OwnedMessage],
@@ -53,7 +69,8 @@ pub fn process_batch(
             }
             Some(slot) => {
                 let default_id = || format!("{}/{}/{}", m.topic(), m.partition(), m.offset());
-                match codec::decode_request(slots[*slot].model.input_kind(), m.payload(), default_id, limits) {
+                let headers = request_headers(m);
+                match codec::decode_request(slots[*slot].model.input_kind(), m.payload(), headers, default_id, limits) {
                     Ok(req) if req.deadline_ms.is_some_and(|d| d < now_ms) => Answer::Expired(req),
                     Ok(req) => Answer::Pending(req),
                     Err(bad) => Answer::Bad(bad),
@@ -207,15 +224,11 @@ mod tests {
             self.runs += 1;
             batch
                 .iter()
-                .map(
-                    |Input::Text(t)| {
-                        if t == "boom" {
-                            Err(crate::Error::Ort("boom".into()))
-                        } else {
-                            Ok(serde_json::json!(t.len()))
-                        }
-                    },
-                )
+                .map(|input| match input {
+                    Input::Text(t) if t == "boom" => Err(crate::Error::Ort("boom".into())),
+                    Input::Text(t) => Ok(serde_json::json!(t.len())),
+                    _ => Err(crate::Error::Ort("not text".into())),
+                })
                 .collect()
         }
     }

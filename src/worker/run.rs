@@ -25,7 +25,8 @@ pub const HEADER_PROCESSOR: &str = "tidal.processor";
 pub struct WorkerSpec {
     pub index: usize,
     pub config: Arc<ServeConfig>,
-    pub manifests: Arc<Vec<Manifest>>,
+    /// The models this worker serves (it loads only these).
+    pub manifests: Vec<Manifest>,
     pub shutdown: Arc<AtomicBool>,
 }
 

@@ -38,27 +38,36 @@ impl Record {
     }
 }
 
+/// A request record to produce: key, value, headers.
+pub type OutgoingRecord<'a> = (Option<String>, Option<Vec<u8>>, Vec<(&'a str, String)>);
+
 /// Topics, group and config of one test.
 pub struct Fixture {
     pub prefix: String,
+    pub model: String,
     pub dir: tempfile::TempDir,
     pub config_path: PathBuf,
 }
 
 impl Fixture {
-    /// Creates `<prefix>.requests.sentiment`, `<prefix>.results.sentiment` and `<prefix>.dlq`, and
-    /// writes a config file with `extra` TOML appended.
+    /// A sentiment fixture (see [`Fixture::for_model`]).
     pub fn new(name: &str, partitions: i32, extra: &str) -> Fixture {
+        Fixture::for_model(name, "sentiment", partitions, extra)
+    }
+
+    /// Creates `<prefix>.requests.<model>`, `<prefix>.results.<model>` and `<prefix>.dlq`, and
+    /// writes a config file serving only `model`, with `extra` TOML appended.
+    pub fn for_model(name: &str, model: &str, partitions: i32, extra: &str) -> Fixture {
         let nonce = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_micros();
         let prefix = format!("t{nonce}-{name}");
         let admin: AdminClient<DefaultClientContext> =
             ClientConfig::new().set("bootstrap.servers", brokers()).create().expect("admin client");
         let names =
-            [format!("{prefix}.requests.sentiment"), format!("{prefix}.results.sentiment"), format!("{prefix}.dlq")];
+            [format!("{prefix}.requests.{model}"), format!("{prefix}.results.{model}"), format!("{prefix}.dlq")];
         let new_topics: Vec<NewTopic<'_>> = names
             .iter()
             .zip([partitions, partitions, 1])
-            .map(|(n, p)| NewTopic::new(n, p, TopicReplication::Fixed(1)))
+            .map(|(n, p)| NewTopic::new(n, p, TopicReplication::Fixed(1)).set("max.message.bytes", "12582912"))
             .collect();
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         for result in runtime.block_on(admin.create_topics(&new_topics, &AdminOptions::new())).expect("create topics") {
@@ -69,20 +78,20 @@ impl Fixture {
         let mut file = std::fs::File::create(&config_path).unwrap();
         write!(
             file,
-            "app = \"{prefix}\"\nworkers = 1\n\n[kafka]\nbrokers = \"{}\"\nsession_timeout = \"6s\"\n\n\
+            "app = \"{prefix}\"\nworkers = 1\nmodels = [\"{model}\"]\n\n[kafka]\nbrokers = \"{}\"\nsession_timeout = \"6s\"\n\n\
              [topics]\nrequest_prefix = \"{prefix}.requests.\"\nresult_prefix = \"{prefix}.results.\"\n\
              dead_letter = \"{prefix}.dlq\"\n\n[metrics]\nlisten = \"\"\n\n{extra}\n",
             brokers()
         )
         .unwrap();
-        Fixture { prefix, dir, config_path }
+        Fixture { prefix, model: model.to_string(), dir, config_path }
     }
 
     pub fn requests(&self) -> String {
-        format!("{}.requests.sentiment", self.prefix)
+        format!("{}.requests.{}", self.prefix, self.model)
     }
     pub fn results(&self) -> String {
-        format!("{}.results.sentiment", self.prefix)
+        format!("{}.results.{}", self.prefix, self.model)
     }
     pub fn dlq(&self) -> String {
         format!("{}.dlq", self.prefix)
@@ -103,11 +112,28 @@ impl Fixture {
 
     /// Produces (key, value) pairs to the request topic and waits for delivery.
     pub fn produce(&self, records: &[(Option<String>, Option<Vec<u8>>)]) {
-        let producer: BaseProducer =
-            ClientConfig::new().set("bootstrap.servers", brokers()).set("linger.ms", "5").create().unwrap();
+        let with_headers: Vec<_> = records.iter().map(|(k, v)| (k.clone(), v.clone(), Vec::new())).collect();
+        self.produce_with_headers(&with_headers);
+    }
+
+    /// Produces (key, value, headers) records to the request topic and waits for delivery.
+    pub fn produce_with_headers(&self, records: &[OutgoingRecord<'_>]) {
+        let producer: BaseProducer = ClientConfig::new()
+            .set("bootstrap.servers", brokers())
+            .set("linger.ms", "5")
+            .set("message.max.bytes", "16777216")
+            .create()
+            .unwrap();
         let topic = self.requests();
-        for (key, value) in records {
+        for (key, value, headers) in records {
             let mut record: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(&topic);
+            if !headers.is_empty() {
+                let mut owned = rdkafka::message::OwnedHeaders::new();
+                for (k, v) in headers {
+                    owned = owned.insert(rdkafka::message::Header { key: k, value: Some(v.as_bytes()) });
+                }
+                record = record.headers(owned);
+            }
             if let Some(k) = key {
                 record = record.key(k.as_bytes());
             }
