@@ -29,10 +29,22 @@ fn face_matcher() -> FaceMatcher {
     FaceMatcher::load(&manifest, spec, &model_dir()).expect("face models (run scripts/setup.sh)")
 }
 
-fn ocr() -> OcrPipeline {
+/// The OCR pipeline with the shipped settings, or with the reference's (rapidocr's defaults:
+/// detector input's shorter side scaled to 736, recogniser runs of 6).
+fn ocr_with(reference_settings: bool) -> OcrPipeline {
     let manifest = Manifest::find("ocr", None).unwrap();
     let ModelKind::Ocr(spec) = &manifest.kind else { panic!("ocr kind") };
-    OcrPipeline::load(&manifest, spec, &model_dir()).expect("OCR models (run scripts/setup.sh)")
+    let mut spec = spec.clone();
+    if reference_settings {
+        spec.limit_type = models::LimitType::Min;
+        spec.limit_side_len = 736;
+        spec.rec_batch = 6;
+    }
+    OcrPipeline::load(&manifest, &spec, &model_dir()).expect("OCR models (run scripts/setup.sh)")
+}
+
+fn ocr() -> OcrPipeline {
+    ocr_with(false)
 }
 
 /// The face_recognition package's test photos, installed by the set-up.
@@ -125,7 +137,7 @@ fn cer(got: &str, want: &str) -> f64 {
 #[ignore = "needs the models installed: run scripts/test.sh"]
 fn ocr_reads_rendered_text_like_the_reference() {
     let golden = golden("ocr.json");
-    let mut pipeline = ocr();
+    let mut pipeline = ocr_with(true);
     let mut names: Vec<&String> = golden.as_object().unwrap().keys().collect();
     names.sort();
     let images: Vec<image::RgbImage> =
@@ -167,6 +179,25 @@ fn ocr_reads_rendered_text_like_the_reference() {
             }
         }
     }
+}
+
+#[test]
+#[ignore = "needs the models installed: run scripts/test.sh"]
+fn ocr_with_the_shipped_settings_reads_the_same_text() {
+    let golden = golden("ocr.json");
+    let mut pipeline = ocr();
+    let mut total_errors = 0.0;
+    for (name, case) in golden.as_object().unwrap() {
+        let image = image::open(golden_dir().join("ocr").join(name)).unwrap().into_rgb8();
+        let lines = pipeline.read(&[&image]).unwrap().remove(0);
+        let got: Vec<&str> = lines.iter().map(|l| l.text.as_str()).collect();
+        let truth: Vec<&str> = case["truth"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+        let error = cer(&got.join("\n"), &truth.join("\n"));
+        println!("{name} (shipped settings): {got:?} (CER {error:.3})");
+        total_errors += error;
+        assert_eq!(got, truth, "{name}");
+    }
+    assert_eq!(total_errors, 0.0);
 }
 
 #[test]

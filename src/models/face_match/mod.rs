@@ -2,8 +2,8 @@
 //!
 //! Per image: MTCNN finds faces and five landmarks; the largest face is aligned to the standard
 //! 112×112 five-point template with a similarity transform; MobileFaceNet embeds it; the
-//! embeddings are L2-normalised and compared by cosine. All faces of a batch go through the
-//! embedder in one run. An image without a face is an answer (`match: false` with a reason),
+//! embeddings are L2-normalised and compared by cosine. The faces of a batch go through the
+//! embedder `embed_batch` at a time. An image without a face is an answer (`match: false` with a reason),
 //! not an error.
 mod mtcnn;
 
@@ -88,7 +88,11 @@ impl FaceMatcher {
             }
             analyses.push(FaceAnalysis { faces: faces.len(), largest, embedding: None });
         }
-        let mut embeddings = self.embed(&aligned)?.into_iter();
+        let mut embeddings = Vec::with_capacity(aligned.len());
+        for run in aligned.chunks(self.spec.embed_batch) {
+            embeddings.extend(self.embed(run)?);
+        }
+        let mut embeddings = embeddings.into_iter();
         for analysis in analyses.iter_mut().filter(|a| a.largest.is_some()) {
             analysis.embedding = embeddings.next();
         }
