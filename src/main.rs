@@ -26,15 +26,20 @@ enum Command {
     /// Manage the declared topics (topics/*.toml).
     #[command(subcommand)]
     Topics(TopicsCommand),
-    /// Produce JSON lines (one request per line) from a file or stdin to a topic.
+    /// Produce JSON lines (one request per line) from a file or stdin to a topic, or image files
+    /// as raw records (`--image`, with a content-type header and the file stem as id).
     ///
-    /// Example: echo '{"id":"1","text":"I loved it"}' | tidal produce --topic tidal.requests.sentiment
+    /// Examples: echo '{"id":"1","text":"I loved it"}' | tidal produce --topic tidal.requests.sentiment
+    ///           tidal produce --topic tidal.requests.ocr --image scan1.png --image scan2.jpg
     Produce {
         #[command(flatten)]
         brokers: BrokerArgs,
         /// Topic to write to.
         #[arg(long, default_value = "tidal.requests.sentiment")]
         topic: String,
+        /// Send this JPEG/PNG file as one raw record (repeatable); no JSON input is read then.
+        #[arg(long = "image", value_name = "FILE")]
+        images: Vec<PathBuf>,
         /// File of JSON lines; `-` or nothing reads stdin.
         file: Option<PathBuf>,
     },
@@ -193,8 +198,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }),
-        Command::Produce { brokers, topic, file } => {
+        Command::Produce { brokers, topic, images, file } => {
             let config = kafka_config(&brokers)?;
+            if !images.is_empty() {
+                let count = tools::produce_images(&config, &topic, &images)?;
+                eprintln!("produced {count} image records to {topic}");
+                return Ok(());
+            }
             let count = match file.filter(|f| f.as_os_str() != "-") {
                 Some(path) => {
                     let f = std::fs::File::open(&path).with_context(|| format!("opening {}", path.display()))?;

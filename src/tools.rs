@@ -46,6 +46,30 @@ pub fn produce_lines(kafka_config: &KafkaConfig, topic: &str, input: impl BufRea
     Ok(count)
 }
 
+/// Produces each image file as one raw record: the bytes as the value, `content-type:
+/// image/png|jpeg` (from the file's signature) and `id: <file stem>` as headers, the stem as key.
+pub fn produce_images(kafka_config: &KafkaConfig, topic: &str, paths: &[std::path::PathBuf]) -> Result<usize> {
+    let producer: ThreadedProducer<DefaultProducerContext> =
+        kafka::plain_producer_config(kafka_config)?.create().map_err(|e| Error::kafka("creating the producer", e))?;
+    for path in paths {
+        let bytes = std::fs::read(path).map_err(|source| Error::Io { path: path.clone(), source })?;
+        let content_type = match image::guess_format(&bytes) {
+            Ok(image::ImageFormat::Png) => "image/png",
+            Ok(image::ImageFormat::Jpeg) => "image/jpeg",
+            _ => return Err(Error::Config(format!("{} is not a PNG or JPEG file", path.display()))),
+        };
+        let id = path.file_stem().map_or_else(|| "image".to_string(), |s| s.to_string_lossy().into_owned());
+        let headers = rdkafka::message::OwnedHeaders::new()
+            .insert(rdkafka::message::Header { key: crate::codec::HEADER_CONTENT_TYPE, value: Some(content_type) })
+            .insert(rdkafka::message::Header { key: crate::codec::HEADER_ID, value: Some(id.as_str()) });
+        let record: BaseRecord<'_, str, [u8]> =
+            BaseRecord::to(topic).key(id.as_str()).payload(bytes.as_slice()).headers(headers);
+        producer.send(record).map_err(|(e, _)| Error::kafka(format!("producing {} to {topic}", path.display()), e))?;
+    }
+    producer.flush(Duration::from_secs(30)).map_err(|e| Error::kafka(format!("flushing records to {topic}"), e))?;
+    Ok(paths.len())
+}
+
 /// Reads `topic` from the beginning with `read_committed` and calls `emit` for each value, until
 /// `max` records were read or nothing arrived for `idle`. Returns the number read.
 pub fn consume(
