@@ -14,6 +14,7 @@
 //! | [`metrics`] | metric names and the Prometheus exporter |
 //! | [`tools`] | `tidal produce` / `tidal consume`: small clients for demos and operators |
 //! | [`vision`] | image decoding, resizing, warping and geometry for the image models (pure) |
+//! | [`scale`] | the companion scaler: policies, damping, simulation |
 
 pub mod codec;
 pub mod config;
@@ -21,6 +22,7 @@ pub mod error;
 pub mod kafka;
 pub mod metrics;
 pub mod models;
+pub mod scale;
 pub mod tools;
 pub mod vision;
 pub mod worker;

@@ -26,6 +26,9 @@ enum Command {
     /// Manage the declared topics (topics/*.toml).
     #[command(subcommand)]
     Topics(TopicsCommand),
+    /// The companion scaler: replica counts from lag and rate.
+    #[command(subcommand)]
+    Scale(ScaleCommand),
     /// Produce JSON lines (one request per line) from a file or stdin to a topic, or image files
     /// as raw records (`--image`, with a content-type header and the file stem as id).
     ///
@@ -61,6 +64,28 @@ enum Command {
         /// Print headers too (as {"value": ..., "headers": {...}}).
         #[arg(long)]
         headers: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum ScaleCommand {
+    /// Replay a traffic trace through the policies with a simple replica model; writes
+    /// simulation.csv and simulation.png and prints a summary.
+    ///
+    /// Example: tidal scale simulate --trace match-day --config scale.toml --out /tmp/sim
+    Simulate {
+        /// Policies and replica model (TOML: [policies], [simulation]); default: built-in.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// A CSV file of `seconds,rate`, or `match-day` (built in: steady, 6x surge, cliff).
+        #[arg(long, default_value = "match-day")]
+        trace: String,
+        /// Base rate of the built-in match-day trace, records/s.
+        #[arg(long, default_value_t = 100.0)]
+        base_rate: f64,
+        /// Folder for simulation.csv and simulation.png.
+        #[arg(long, default_value = ".")]
+        out: PathBuf,
     },
 }
 
@@ -190,6 +215,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         .context("starting the async runtime")?;
     match cli.command {
         Command::Serve(args) => runtime.block_on(serve(args.into_config()?)),
+        Command::Scale(ScaleCommand::Simulate { config, trace, base_rate, out }) => {
+            simulate(config, &trace, base_rate, &out)
+        }
         Command::Topics(TopicsCommand::Apply { brokers, dir, replication_factor }) => runtime.block_on(async {
             let specs = kafka::load_topic_specs(dir.as_deref())?;
             let admin = kafka::admin_client(&kafka_config(&brokers)?)?;
@@ -256,5 +284,44 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     handle.stop();
     tokio::task::block_in_place(|| handle.wait(Duration::from_secs(30)))?;
     tracing::info!("stopped cleanly");
+    Ok(())
+}
+
+/// `tidal scale simulate`.
+fn simulate(config: Option<PathBuf>, trace: &str, base_rate: f64, out: &std::path::Path) -> anyhow::Result<()> {
+    use tidal::scale::{config::ScaleConfig, simulate as sim};
+    let config = match config {
+        Some(path) => ScaleConfig::from_file(&path)?,
+        None => ScaleConfig::default(),
+    };
+    let trace =
+        if trace == "match-day" { sim::match_day(base_rate) } else { sim::read_trace(std::path::Path::new(trace))? };
+    let model = config.simulation.model();
+    let steps = sim::run(&trace, &config.policies, &model);
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    let csv = out.join("simulation.csv");
+    std::fs::write(&csv, sim::to_csv(&steps)).with_context(|| format!("writing {}", csv.display()))?;
+    let png = out.join("simulation.png");
+    sim::write_chart(&steps, &png, None)?;
+    println!("{:>7} {:>9} {:>9} {:>8} {:>7}  policy", "seconds", "rate/s", "lag", "replicas", "serving");
+    let every = (60.0 / model.interval.as_secs_f64()).round().max(1.0) as usize;
+    for step in steps.iter().step_by(every) {
+        println!(
+            "{:>7.0} {:>9.1} {:>9.0} {:>8} {:>7}  {}",
+            step.at, step.ingest_rate, step.lag, step.replicas, step.active, step.policy
+        );
+    }
+    let summary = sim::summarize(&steps, model.interval);
+    let secs = |v: Option<f64>| v.map_or("never".to_string(), |s| format!("{s:.0} s"));
+    println!(
+        "peak lag {:.0}; peak replicas {}; first replica added {} after the surge began; lag drained {} after its peak; \
+         {:.0} replica-seconds",
+        summary.peak_lag,
+        summary.peak_replicas,
+        secs(summary.first_scale_up_after),
+        secs(summary.drained_after),
+        summary.replica_seconds
+    );
+    println!("wrote {} and {}", csv.display(), png.display());
     Ok(())
 }

@@ -88,6 +88,13 @@ impl OcrPipeline {
             model_error(format!("{} has no 'character' metadata (its dictionary)", spec.recognizer.display()))
         })?;
         let alphabet = Alphabet::from_dictionary(&dictionary);
+        let no_output = [Some(&detector), Some(&recognizer), classifier.as_ref()]
+            .into_iter()
+            .flatten()
+            .any(|session| session.outputs().is_empty());
+        if no_output {
+            return Err(model_error("an OCR model file has no outputs; check the manifest's files".into()));
+        }
         Ok(OcrPipeline {
             name: manifest.name.clone(),
             version: manifest.version.clone(),

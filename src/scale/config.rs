@@ -1,0 +1,142 @@
+//! The scaler's configuration file (`tidal scale --config scale.toml`): `[policies]` (bounds,
+//! policies, damping) and `[simulation]` (the replica model `tidal scale simulate` uses).
+use std::path::Path;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::decide::PolicyConfig;
+use super::simulate::Model;
+use crate::error::{Error, Result};
+
+/// The whole file; every table optional.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ScaleConfig {
+    pub policies: PolicyConfig,
+    pub simulation: SimulationConfig,
+}
+
+/// The simulated processor.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SimulationConfig {
+    /// Records per second one replica processes (measure yours with scripts/bench-e2e.sh).
+    pub per_replica_rate: f64,
+    pub partitions: u32,
+    /// Time from a scale-up decision to the new replica serving.
+    #[serde(with = "humantime_serde")]
+    pub startup: Duration,
+    /// Time between decisions.
+    #[serde(with = "humantime_serde")]
+    pub interval: Duration,
+}
+
+impl Default for SimulationConfig {
+    fn default() -> Self {
+        SimulationConfig {
+            per_replica_rate: 200.0,
+            partitions: 8,
+            startup: Duration::from_secs(15),
+            interval: Duration::from_secs(5),
+        }
+    }
+}
+
+impl SimulationConfig {
+    pub fn model(&self) -> Model {
+        Model {
+            per_replica_rate: self.per_replica_rate,
+            partitions: self.partitions,
+            startup: self.startup,
+            interval: self.interval,
+        }
+    }
+}
+
+impl ScaleConfig {
+    /// Reads and checks a file.
+    pub fn from_file(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|source| Error::Io { path: path.into(), source })?;
+        Self::from_toml(&text).map_err(|e| Error::Config(format!("{}: {e}", path.display())))
+    }
+
+    pub fn from_toml(text: &str) -> Result<Self> {
+        let config: ScaleConfig = toml::from_str(text).map_err(|e| Error::Config(e.message().to_string()))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    pub fn validate(&self) -> Result<()> {
+        let p = &self.policies;
+        let bad = |m: String| Err(Error::Config(m));
+        if p.max_replicas == 0 || p.min_replicas > p.max_replicas {
+            return bad(format!(
+                "policies: need 0 ≤ min_replicas ≤ max_replicas and max_replicas ≥ 1 (got {} and {})",
+                p.min_replicas, p.max_replicas
+            ));
+        }
+        if p.lag.as_ref().is_some_and(|l| l.lag_threshold == 0) {
+            return bad("policies.lag.lag_threshold must be at least 1".into());
+        }
+        if let Some(w) = p.schedule.iter().find(|w| w.contains(0).is_none()) {
+            return bad(format!("policies.schedule: window {}–{} must use HH:MM times", w.from, w.to));
+        }
+        let s = &self.simulation;
+        let rate_ok = s.per_replica_rate.is_finite() && s.per_replica_rate > 0.0;
+        if !rate_ok || s.partitions == 0 || s.interval.is_zero() {
+            return bad("simulation: per_replica_rate, partitions and interval must be above zero".into());
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_empty_file_gives_working_defaults() {
+        let c = ScaleConfig::from_toml("").unwrap();
+        assert_eq!(c.policies.min_replicas, 1);
+        assert!(c.policies.lag.is_some() && c.policies.rate.is_some());
+    }
+
+    #[test]
+    fn every_policy_parses_and_mistakes_are_named() {
+        let text = r#"
+[policies]
+min_replicas = 2
+max_replicas = 12
+[policies.lag]
+lag_threshold = 500
+activation_lag_threshold = 50
+[policies.rate]
+per_replica_rate = 180.0
+target_drain = "2m"
+[[policies.ladder]]
+rate = 1000.0
+replicas = 6
+[policies.predictive]
+window = "90s"
+horizon = "20s"
+[[policies.schedule]]
+from = "19:30"
+to = "22:00"
+min_replicas = 6
+[policies.damping]
+stabilization = "5m"
+max_step = 4
+[simulation]
+per_replica_rate = 150.0
+"#;
+        let c = ScaleConfig::from_toml(text).unwrap();
+        assert_eq!(c.policies.rate.unwrap().target_drain, Duration::from_secs(120));
+        assert_eq!(c.policies.damping.max_step, 4);
+        assert!(ScaleConfig::from_toml("[policies]\nmax_replicas = 0\n").is_err());
+        let typo = ScaleConfig::from_toml("[policies.lag]\nlag_treshold = 5\n").unwrap_err().to_string();
+        assert!(typo.contains("lag_treshold"), "{typo}");
+        let clock = ScaleConfig::from_toml("[[policies.schedule]]\nfrom = \"7pm\"\nto = \"9pm\"\nmin_replicas = 2\n");
+        assert!(clock.unwrap_err().to_string().contains("HH:MM"));
+    }
+}

@@ -1,0 +1,224 @@
+//! The decision: every enabled policy's wish, the largest wins; then the schedule floor, the
+//! manual override, the `[min_replicas, max_replicas]` clamp and damping. Pure: the caller
+//! passes the observation, the time of day and the override.
+use std::collections::VecDeque;
+
+use serde::Deserialize;
+
+use super::damping::{Damper, DampingConfig};
+use super::policy::{
+    ladder_wish, schedule_floor, Band, LagPolicy, Observation, PredictivePolicy, RatePolicy, ScheduleWindow, Wish,
+};
+
+/// Which policies run and their bounds.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct PolicyConfig {
+    pub min_replicas: u32,
+    pub max_replicas: u32,
+    pub lag: Option<LagPolicy>,
+    pub rate: Option<RatePolicy>,
+    pub ladder: Vec<Band>,
+    pub predictive: Option<PredictivePolicy>,
+    pub schedule: Vec<ScheduleWindow>,
+    pub damping: DampingConfig,
+}
+
+impl Default for PolicyConfig {
+    fn default() -> Self {
+        PolicyConfig {
+            min_replicas: 1,
+            max_replicas: 8,
+            lag: Some(LagPolicy { lag_threshold: 200, activation_lag_threshold: 1, allow_idle_consumers: false }),
+            rate: Some(RatePolicy {
+                per_replica_rate: None,
+                headroom: 0.2,
+                target_drain: std::time::Duration::from_secs(60),
+            }),
+            ladder: Vec::new(),
+            predictive: None,
+            schedule: Vec::new(),
+            damping: DampingConfig::default(),
+        }
+    }
+}
+
+/// One decision, with everything needed to explain it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decision {
+    /// The replica count to run now.
+    pub replicas: u32,
+    /// What the policies asked for before damping.
+    pub wanted: u32,
+    /// The policy that won (`lag`, `rate`, `ladder`, `predictive`, `schedule`, `override`,
+    /// `minimum`).
+    pub policy: &'static str,
+    /// Human-readable inputs and arithmetic.
+    pub reason: String,
+    /// The group commits nothing while lag grows.
+    pub stalled: bool,
+}
+
+/// The scaler's memory between decisions.
+#[derive(Debug)]
+pub struct Scaler {
+    pub config: PolicyConfig,
+    damper: Damper,
+    rates: VecDeque<(f64, f64)>,
+    per_replica: Option<f64>,
+}
+
+impl Scaler {
+    pub fn new(config: PolicyConfig) -> Self {
+        Scaler { config, damper: Damper::default(), rates: VecDeque::new(), per_replica: None }
+    }
+
+    /// Records per second one replica was measured to sustain (while saturated), if known.
+    pub fn measured_per_replica(&self) -> Option<f64> {
+        self.per_replica
+    }
+
+    /// Decides the replica count for `now`; `override_replicas` wins over every policy.
+    pub fn decide(&mut self, now: &Observation, seconds_of_day: u32, override_replicas: Option<u32>) -> Decision {
+        self.learn(now);
+        let stalled =
+            self.damper.observe_progress(&self.config.damping, now.total_lag, now.processing_rate, now.members);
+        let c = &self.config;
+        let mut wishes: Vec<Wish> = Vec::new();
+        wishes.extend(c.lag.as_ref().and_then(|p| p.wish(now)));
+        wishes.extend(c.rate.as_ref().and_then(|p| p.wish(now, self.per_replica)));
+        wishes.extend(ladder_wish(&c.ladder, now));
+        let history: Vec<(f64, f64)> = self.rates.iter().copied().collect();
+        let per_replica = c.rate.as_ref().and_then(|r| r.per_replica_rate).or(self.per_replica);
+        wishes.extend(c.predictive.as_ref().and_then(|p| p.wish(&history, now.at, per_replica)));
+        wishes.extend(schedule_floor(&c.schedule, seconds_of_day));
+        // On a tie the policy listed first wins (`rev`: `max_by_key` keeps the last maximum).
+        let best = wishes.into_iter().rev().max_by_key(|w| w.replicas);
+        let (policy, wanted, mut reason) = match best {
+            Some(w) if w.replicas > c.min_replicas => (w.policy, w.replicas, w.reason),
+            Some(w) => {
+                ("minimum", c.min_replicas, format!("{} (at or below min_replicas {})", w.reason, c.min_replicas))
+            }
+            None => ("minimum", c.min_replicas, "no policy asks for more than min_replicas".to_string()),
+        };
+        if let Some(forced) = override_replicas {
+            // A manual override bypasses policies and damping, but not the bounds.
+            let replicas = forced.clamp(c.min_replicas, c.max_replicas.max(c.min_replicas));
+            return Decision {
+                replicas,
+                wanted: forced,
+                policy: "override",
+                reason: format!("manual override to {forced}"),
+                stalled,
+            };
+        }
+        let bounded = wanted.clamp(c.min_replicas, c.max_replicas.max(c.min_replicas));
+        if bounded != wanted {
+            reason.push_str(&format!("; clamped to {bounded} (max_replicas {})", c.max_replicas));
+        }
+        let damped = self.damper.damp(&c.damping, now.at, now.replicas, bounded, now.partitions, stalled);
+        if let Some(note) = damped.note {
+            reason.push_str("; ");
+            reason.push_str(&note);
+        }
+        Decision { replicas: damped.replicas.max(c.min_replicas), wanted: bounded, policy, reason, stalled }
+    }
+
+    /// Keeps the ingest-rate history (for the trend) and the measured per-replica rate.
+    fn learn(&mut self, now: &Observation) {
+        self.rates.push_back((now.at, now.ingest_rate));
+        let keep = self.config.predictive.as_ref().map_or(60.0, |p| p.window.as_secs_f64()).max(1.0);
+        while self.rates.front().is_some_and(|(t, _)| *t < now.at - keep) {
+            self.rates.pop_front();
+        }
+        let busy = now.members.min(now.partitions).min(now.replicas.max(now.members));
+        if now.total_lag > 0 && now.processing_rate > 0.0 && busy > 0 {
+            let sample = now.processing_rate / f64::from(busy);
+            self.per_replica = Some(match self.per_replica {
+                Some(old) => 0.7 * old + 0.3 * sample,
+                None => sample,
+            });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn obs(at: f64, lag: u64, ingest: f64, processing: f64, replicas: u32) -> Observation {
+        Observation {
+            at,
+            total_lag: lag,
+            ingest_rate: ingest,
+            processing_rate: processing,
+            partitions: 8,
+            members: replicas,
+            replicas,
+        }
+    }
+
+    fn config() -> PolicyConfig {
+        PolicyConfig {
+            min_replicas: 1,
+            max_replicas: 6,
+            lag: Some(LagPolicy { lag_threshold: 100, activation_lag_threshold: 1, allow_idle_consumers: false }),
+            rate: Some(RatePolicy {
+                per_replica_rate: Some(50.0),
+                headroom: 0.0,
+                target_drain: Duration::from_secs(10),
+            }),
+            damping: DampingConfig {
+                stabilization: Duration::from_secs(30),
+                even_spread: false,
+                ..DampingConfig::default()
+            },
+            ..PolicyConfig::default()
+        }
+    }
+
+    #[test]
+    fn the_largest_wish_wins_and_is_explained() {
+        let mut s = Scaler::new(config());
+        // lag 250 → 3; rate 100/s + 250/10 s = 125/s at 50/s → 3; the lag policy is listed first.
+        let d = s.decide(&obs(0.0, 250, 100.0, 40.0, 1), 0, None);
+        assert_eq!((d.replicas, d.policy), (3, "lag"));
+        let d = s.decide(&obs(5.0, 250, 240.0, 40.0, 3), 0, None);
+        assert_eq!((d.replicas, d.policy), (6, "rate"), "{d:?}");
+        assert!(d.reason.contains("per replica"), "{}", d.reason);
+    }
+
+    #[test]
+    fn bounds_override_and_minimum() {
+        let mut s = Scaler::new(config());
+        let d = s.decide(&obs(0.0, 100_000, 0.0, 10.0, 1), 0, None);
+        assert_eq!(d.replicas, 6, "max_replicas");
+        assert!(d.reason.contains("clamped"));
+        let d = s.decide(&obs(1.0, 0, 0.0, 0.0, 6), 0, Some(2));
+        assert_eq!((d.replicas, d.policy), (2, "override"));
+        let mut idle = Scaler::new(config());
+        let d = idle.decide(&obs(0.0, 0, 0.0, 0.0, 1), 0, None);
+        assert_eq!((d.replicas, d.policy), (1, "minimum"));
+    }
+
+    #[test]
+    fn the_rate_one_replica_sustains_is_learned_while_saturated() {
+        let mut cfg = config();
+        cfg.rate = Some(RatePolicy { per_replica_rate: None, headroom: 0.0, target_drain: Duration::from_secs(10) });
+        let mut s = Scaler::new(cfg);
+        s.decide(&obs(0.0, 0, 30.0, 30.0, 2), 0, None);
+        assert_eq!(s.measured_per_replica(), None, "no lag: replicas may be idle, nothing learned");
+        s.decide(&obs(5.0, 500, 200.0, 80.0, 2), 0, None);
+        assert_eq!(s.measured_per_replica(), Some(40.0));
+    }
+
+    #[test]
+    fn schedule_floor_applies_inside_its_window() {
+        let mut cfg = config();
+        cfg.schedule = vec![ScheduleWindow { from: "18:00".into(), to: "20:00".into(), min_replicas: 4 }];
+        let mut s = Scaler::new(cfg);
+        let d = s.decide(&obs(0.0, 0, 0.0, 0.0, 1), 19 * 3600, None);
+        assert_eq!((d.replicas, d.policy), (4, "schedule"));
+    }
+}

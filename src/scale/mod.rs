@@ -1,0 +1,13 @@
+//! The companion scaler (`tidal scale`): observes the processor's consumer group (lag, ingest and
+//! processing rates, members, partitions), decides a replica count with optional policies (lag,
+//! rate, ladder, predictive, schedule, manual override) and damping, and can replay a traffic
+//! trace through the same decisions (`tidal scale simulate`) to tune them before production.
+
+pub mod config;
+pub mod damping;
+pub mod decide;
+pub mod policy;
+pub mod simulate;
+
+pub use decide::{Decision, PolicyConfig, Scaler};
+pub use policy::Observation;

@@ -1,0 +1,336 @@
+//! `tidal scale simulate`: replays a traffic trace through the real policies and damping with a
+//! simple replica model, and reports a table and a chart, so that policies can be tuned before
+//! production.
+//!
+//! The model: every `interval`, records arrive at the trace's rate; `min(active, partitions)`
+//! replicas each process up to `per_replica_rate` records/s; a replica added by a decision starts
+//! serving `startup` later; a removed one stops at once. Lag is what arrived and was not yet
+//! processed.
+use std::path::Path;
+use std::time::Duration;
+
+use image::{Rgb, RgbImage};
+use imageproc::drawing::{draw_line_segment_mut, draw_text_mut};
+
+use super::decide::{PolicyConfig, Scaler};
+use super::policy::Observation;
+use crate::error::{Error, Result};
+
+/// The replica model's parameters.
+#[derive(Debug, Clone)]
+pub struct Model {
+    /// Records per second one replica processes.
+    pub per_replica_rate: f64,
+    pub partitions: u32,
+    /// Time from a scale-up decision to the new replica serving.
+    pub startup: Duration,
+    /// Time between decisions.
+    pub interval: Duration,
+}
+
+/// One simulated instant.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Step {
+    pub at: f64,
+    pub ingest_rate: f64,
+    pub lag: f64,
+    /// Replicas decided (running or starting).
+    pub replicas: u32,
+    /// Replicas serving.
+    pub active: u32,
+    pub policy: &'static str,
+}
+
+/// A trace: (seconds, records per second), sorted by time; the rate holds until the next point.
+pub type Trace = Vec<(f64, f64)>;
+
+/// Reads `seconds,rate` lines (a header line and `#` comments are skipped).
+pub fn read_trace(path: &Path) -> Result<Trace> {
+    let text = std::fs::read_to_string(path).map_err(|source| Error::Io { path: path.into(), source })?;
+    let mut trace = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') || (n == 0 && line.chars().any(|c| c.is_ascii_alphabetic())) {
+            continue;
+        }
+        let parsed = line
+            .split_once(',')
+            .and_then(|(t, r)| Some((t.trim().parse::<f64>().ok()?, r.trim().parse::<f64>().ok()?)))
+            .filter(|(t, r)| t.is_finite() && r.is_finite() && *r >= 0.0);
+        match parsed {
+            Some(point) => trace.push(point),
+            None => {
+                return Err(Error::Config(format!(
+                    "{} line {}: expected `seconds,rate` (numbers, rate ≥ 0), got {line:?}",
+                    path.display(),
+                    n + 1
+                )))
+            }
+        }
+    }
+    if trace.len() < 2 {
+        return Err(Error::Config(format!("{}: a trace needs at least two points", path.display())));
+    }
+    trace.sort_by(|a, b| a.0.total_cmp(&b.0));
+    Ok(trace)
+}
+
+/// The built-in "match day": 10 min steady at `base`, a surge to 6× within one minute, 10 min
+/// at the peak with bursts, a cliff back to `base` within 30 s, 10 min steady.
+pub fn match_day(base: f64) -> Trace {
+    let mut trace = vec![(0.0, base), (600.0, base)];
+    for s in 1..=6 {
+        trace.push((600.0 + 10.0 * f64::from(s), base * (1.0 + 5.0 * f64::from(s) / 6.0)));
+    }
+    for m in 0..10 {
+        let t = 660.0 + 60.0 * f64::from(m);
+        let burst = if m % 3 == 1 { 1.3 } else { 1.0 };
+        trace.push((t, base * 6.0 * burst));
+    }
+    trace.push((1260.0, base * 6.0));
+    trace.push((1290.0, base));
+    trace.push((1890.0, base));
+    trace
+}
+
+/// The trace's rate at `t` (step-wise).
+fn rate_at(trace: &Trace, t: f64) -> f64 {
+    trace.iter().take_while(|(at, _)| *at <= t).last().map_or(0.0, |(_, r)| *r)
+}
+
+/// Runs the trace through the policies.
+pub fn run(trace: &Trace, policies: &PolicyConfig, model: &Model) -> Vec<Step> {
+    let mut scaler = Scaler::new(policies.clone());
+    let dt = model.interval.as_secs_f64().max(0.1);
+    let end = trace.last().map_or(0.0, |(t, _)| *t);
+    let mut replicas = policies.min_replicas.max(1);
+    let mut starting: Vec<(f64, u32)> = Vec::new();
+    let mut active = replicas;
+    let mut lag = 0.0f64;
+    let mut steps = Vec::new();
+    let mut t = 0.0;
+    while t <= end {
+        let rate = rate_at(trace, t);
+        // New replicas whose start-up has elapsed begin serving.
+        active += starting.iter().filter(|(ready, _)| *ready <= t).map(|(_, n)| n).sum::<u32>();
+        starting.retain(|(ready, _)| *ready > t);
+        let capacity = f64::from(active.min(model.partitions)) * model.per_replica_rate;
+        let arrived = rate * dt;
+        let processed = (lag + arrived).min(capacity * dt);
+        lag = lag + arrived - processed;
+        let observation = Observation {
+            at: t,
+            total_lag: lag.round() as u64,
+            ingest_rate: rate,
+            processing_rate: processed / dt,
+            partitions: model.partitions,
+            members: active,
+            replicas,
+        };
+        let decision = scaler.decide(&observation, 12 * 3600, None);
+        if decision.replicas > replicas {
+            starting.push((t + model.startup.as_secs_f64(), decision.replicas - replicas));
+        } else if decision.replicas < replicas {
+            // Stop starting replicas first, then running ones.
+            let mut remove = replicas - decision.replicas;
+            while remove > 0 {
+                if let Some(last) = starting.last_mut() {
+                    let n = last.1.min(remove);
+                    last.1 -= n;
+                    remove -= n;
+                    if last.1 == 0 {
+                        starting.pop();
+                    }
+                } else {
+                    active = active.saturating_sub(remove);
+                    remove = 0;
+                }
+            }
+        }
+        replicas = decision.replicas;
+        steps.push(Step { at: t, ingest_rate: rate, lag, replicas, active, policy: decision.policy });
+        t += dt;
+    }
+    steps
+}
+
+/// Summary figures of a run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Summary {
+    pub peak_lag: f64,
+    pub peak_replicas: u32,
+    /// Seconds from the first rise of the rate above its starting value to the first added replica.
+    pub first_scale_up_after: Option<f64>,
+    /// Seconds from the peak lag until lag is back under 1 % of it.
+    pub drained_after: Option<f64>,
+    /// Replica-seconds used.
+    pub replica_seconds: f64,
+}
+
+pub fn summarize(steps: &[Step], interval: Duration) -> Summary {
+    let dt = interval.as_secs_f64();
+    let base = steps.first().map_or(0.0, |s| s.ingest_rate);
+    let start_replicas = steps.first().map_or(0, |s| s.replicas);
+    let rise = steps.iter().find(|s| s.ingest_rate > base * 1.05).map(|s| s.at);
+    let first_up = rise.and_then(|r| steps.iter().find(|s| s.at >= r && s.replicas > start_replicas).map(|s| s.at - r));
+    let (peak_at, peak_lag) =
+        steps.iter().fold((0.0, 0.0f64), |(at, lag), s| if s.lag > lag { (s.at, s.lag) } else { (at, lag) });
+    let drained = steps.iter().find(|s| s.at > peak_at && s.lag <= peak_lag * 0.01).map(|s| s.at - peak_at);
+    Summary {
+        peak_lag,
+        peak_replicas: steps.iter().map(|s| s.replicas).max().unwrap_or(0),
+        first_scale_up_after: first_up,
+        drained_after: drained,
+        replica_seconds: steps.iter().map(|s| f64::from(s.active) * dt).sum(),
+    }
+}
+
+/// The run as CSV: `seconds,ingest_rate,lag,replicas,active,policy`.
+pub fn to_csv(steps: &[Step]) -> String {
+    let mut out = String::from("seconds,ingest_rate,lag,replicas,active,policy\n");
+    for s in steps {
+        out.push_str(&format!(
+            "{:.0},{:.1},{:.0},{},{},{}\n",
+            s.at, s.ingest_rate, s.lag, s.replicas, s.active, s.policy
+        ));
+    }
+    out
+}
+
+/// Draws rate, lag and replicas over time as three stacked panels into a PNG. Labels need a
+/// TrueType font: `font` or a common system path (DejaVu Sans); without one the chart has no text.
+pub fn write_chart(steps: &[Step], path: &Path, font: Option<&Path>) -> Result<()> {
+    let (width, panel, margin) = (1000u32, 200u32, 40u32);
+    let height = 3 * panel + 4 * margin;
+    let mut img = RgbImage::from_pixel(width, height, Rgb([255, 255, 255]));
+    let font = load_font(font);
+    let end = steps.last().map_or(1.0, |s| s.at).max(1.0);
+    type Series = (&'static str, Rgb<u8>, fn(&Step) -> f64);
+    let panels: [Series; 3] = [
+        ("ingest rate (records/s)", Rgb([31, 119, 180]), |s| s.ingest_rate),
+        ("lag (records)", Rgb([214, 39, 40]), |s| s.lag),
+        ("replicas (decided; grey: serving)", Rgb([44, 160, 44]), |s| f64::from(s.replicas)),
+    ];
+    for (i, (title, colour, value)) in panels.iter().enumerate() {
+        let top = margin + i as u32 * (panel + margin);
+        let (left, right, bottom) = (70.0f32, (width - 20) as f32, (top + panel) as f32);
+        let max = steps.iter().map(value).fold(0.0f64, f64::max).max(1.0) * 1.1;
+        let grey = Rgb([160, 160, 160]);
+        draw_line_segment_mut(&mut img, (left, top as f32), (left, bottom), grey);
+        draw_line_segment_mut(&mut img, (left, bottom), (right, bottom), grey);
+        let x = |t: f64| left + (right - left) * (t / end) as f32;
+        let y = |v: f64| bottom - (bottom - top as f32) * (v / max) as f32;
+        if i == 2 {
+            for pair in steps.windows(2) {
+                let (a, b) = (f64::from(pair[0].active), f64::from(pair[1].active));
+                draw_line_segment_mut(&mut img, (x(pair[0].at), y(a)), (x(pair[1].at), y(b)), Rgb([150, 150, 150]));
+            }
+        }
+        for pair in steps.windows(2) {
+            let (a, b) = (value(&pair[0]), value(&pair[1]));
+            draw_line_segment_mut(&mut img, (x(pair[0].at), y(a)), (x(pair[1].at), y(b)), *colour);
+            draw_line_segment_mut(&mut img, (x(pair[0].at), y(a) - 1.0), (x(pair[1].at), y(b) - 1.0), *colour);
+        }
+        if let Some(font) = &font {
+            let black = Rgb([0, 0, 0]);
+            draw_text_mut(&mut img, black, left as i32 + 8, top as i32 - 24, 18.0, font, title);
+            draw_text_mut(&mut img, black, 4, top as i32, 14.0, font, &format!("{:.0}", max / 1.1));
+            draw_text_mut(&mut img, black, 4, bottom as i32 - 14, 14.0, font, "0");
+            if i == 2 {
+                draw_text_mut(
+                    &mut img,
+                    black,
+                    right as i32 - 90,
+                    bottom as i32 + 6,
+                    14.0,
+                    font,
+                    &format!("{end:.0} s"),
+                );
+            }
+        }
+    }
+    img.save(path).map_err(|e| Error::Io { path: path.into(), source: std::io::Error::other(e.to_string()) })
+}
+
+fn load_font(explicit: Option<&Path>) -> Option<ab_glyph::FontVec> {
+    let candidates = [
+        "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
+        "/usr/share/fonts/TTF/DejaVuSans.ttf",
+        "/usr/share/fonts/dejavu/DejaVuSans.ttf",
+        "/Library/Fonts/Arial.ttf",
+    ];
+    let paths = explicit.into_iter().map(Path::to_path_buf).chain(candidates.iter().map(std::path::PathBuf::from));
+    paths.filter_map(|p| std::fs::read(p).ok()).find_map(|bytes| ab_glyph::FontVec::try_from_vec(bytes).ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scale::damping::DampingConfig;
+    use crate::scale::policy::{LagPolicy, RatePolicy};
+
+    fn model() -> Model {
+        Model {
+            per_replica_rate: 100.0,
+            partitions: 8,
+            startup: Duration::from_secs(10),
+            interval: Duration::from_secs(5),
+        }
+    }
+
+    fn policies() -> PolicyConfig {
+        PolicyConfig {
+            min_replicas: 1,
+            max_replicas: 8,
+            lag: Some(LagPolicy { lag_threshold: 500, activation_lag_threshold: 1, allow_idle_consumers: false }),
+            rate: Some(RatePolicy {
+                per_replica_rate: Some(100.0),
+                headroom: 0.2,
+                target_drain: Duration::from_secs(60),
+            }),
+            damping: DampingConfig { stabilization: Duration::from_secs(120), ..DampingConfig::default() },
+            ..PolicyConfig::default()
+        }
+    }
+
+    #[test]
+    fn a_surge_adds_replicas_drains_and_gives_them_back() {
+        let steps = run(&match_day(80.0), &policies(), &model());
+        let summary = summarize(&steps, model().interval);
+        assert!(summary.peak_replicas >= 5, "{summary:?}");
+        assert!(summary.first_scale_up_after.is_some_and(|s| s <= 15.0), "{summary:?}");
+        assert!(summary.drained_after.is_some(), "{summary:?}");
+        let last = steps.last().unwrap();
+        assert_eq!(last.replicas, 1, "back to the minimum after the cliff");
+        assert!(last.lag < 1.0);
+    }
+
+    #[test]
+    fn without_scaling_the_lag_grows_without_bound() {
+        let fixed = PolicyConfig { min_replicas: 1, max_replicas: 1, ..policies() };
+        let steps = run(&match_day(80.0), &fixed, &model());
+        let summary = summarize(&steps, model().interval);
+        assert!(summary.peak_lag > 100_000.0, "{summary:?}");
+    }
+
+    #[test]
+    fn traces_are_read_and_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let good = dir.path().join("t.csv");
+        std::fs::write(&good, "seconds,rate\n0,10\n# spike\n60,50\n").unwrap();
+        assert_eq!(read_trace(&good).unwrap(), vec![(0.0, 10.0), (60.0, 50.0)]);
+        let bad = dir.path().join("b.csv");
+        std::fs::write(&bad, "0,10\n5;7\n").unwrap();
+        assert!(read_trace(&bad).unwrap_err().to_string().contains("line 2"));
+    }
+
+    #[test]
+    fn the_chart_is_a_png() {
+        let steps = run(&match_day(50.0), &policies(), &model());
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("chart.png");
+        write_chart(&steps, &path, None).unwrap();
+        let image = image::open(&path).unwrap();
+        assert_eq!((image.width(), image.height()), (1000, 760));
+    }
+}
