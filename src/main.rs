@@ -29,6 +29,24 @@ enum Command {
     /// The companion scaler: replica counts from lag and rate.
     #[command(subcommand)]
     Scale(ScaleCommand),
+    /// Show a consumer group's partitions: end offset, committed, lag, rate, owner.
+    ///
+    /// Example: tidal status --group tidal-tidal --watch
+    Status {
+        #[command(flatten)]
+        brokers: BrokerArgs,
+        /// Consumer group of the processors.
+        #[arg(long, default_value = "tidal-tidal")]
+        group: String,
+        /// Topics (default: every `tidal.requests.*`).
+        #[arg(long = "topic")]
+        topics: Vec<String>,
+        /// Refresh every `--interval` until interrupted.
+        #[arg(long)]
+        watch: bool,
+        #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+        interval: Duration,
+    },
     /// Produce JSON lines (one request per line) from a file or stdin to a topic, or image files
     /// as raw records (`--image`, with a content-type header and the file stem as id).
     ///
@@ -69,6 +87,17 @@ enum Command {
 
 #[derive(Subcommand)]
 enum ScaleCommand {
+    /// Watch the processors' group and set the replica count (runs until SIGINT/SIGTERM; the
+    /// local actuator's processes are stopped gracefully on the way out).
+    ///
+    /// Example: tidal scale run --config scale.toml
+    Run {
+        #[command(flatten)]
+        brokers: BrokerArgs,
+        /// Scaler configuration (TOML: [watch], [policies], [actuator]); default: built-in.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
     /// Replay a traffic trace through the policies with a simple replica model; writes
     /// simulation.csv and simulation.png and prints a summary.
     ///
@@ -215,6 +244,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         .context("starting the async runtime")?;
     match cli.command {
         Command::Serve(args) => runtime.block_on(serve(args.into_config()?)),
+        Command::Scale(ScaleCommand::Run { brokers, config }) => runtime.block_on(scale_run(&brokers, config)),
+        Command::Status { brokers, group, topics, watch, interval } => {
+            status(&brokers, &group, topics, watch, interval)
+        }
         Command::Scale(ScaleCommand::Simulate { config, trace, base_rate, out }) => {
             simulate(config, &trace, base_rate, &out)
         }
@@ -285,6 +318,64 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     tokio::task::block_in_place(|| handle.wait(Duration::from_secs(30)))?;
     tracing::info!("stopped cleanly");
     Ok(())
+}
+
+/// `tidal scale run`.
+async fn scale_run(brokers: &BrokerArgs, config: Option<PathBuf>) -> anyhow::Result<()> {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let config = match config {
+        Some(path) => tidal::scale::ScaleConfig::from_file(&path)?,
+        None => tidal::scale::ScaleConfig::default(),
+    };
+    let kafka = kafka_config(brokers)?;
+    if !config.watch.metrics_listen.trim().is_empty() {
+        let address =
+            config.watch.metrics_listen.parse().with_context(|| {
+                format!("watch.metrics_listen = {:?} is not host:port", config.watch.metrics_listen)
+            })?;
+        metrics::install_exporter(address)?;
+    }
+    let shutdown = Arc::new(AtomicBool::new(false));
+    let flag = Arc::clone(&shutdown);
+    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("installing the SIGTERM handler")?;
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = sigterm.recv() => {}
+        }
+        tracing::info!("stopping the scaler");
+        flag.store(true, Ordering::SeqCst);
+    });
+    tidal::scale::run::run(&config, &kafka, shutdown).await?;
+    Ok(())
+}
+
+/// `tidal status`.
+fn status(
+    brokers: &BrokerArgs,
+    group: &str,
+    topics: Vec<String>,
+    watch: bool,
+    interval: Duration,
+) -> anyhow::Result<()> {
+    use tidal::scale::observe::Observer;
+    let observer = Observer::new(&kafka_config(brokers)?, group, topics, "tidal.requests.")?;
+    let started = std::time::Instant::now();
+    let mut previous = None;
+    loop {
+        let snapshot = observer.snapshot(started.elapsed().as_secs_f64())?;
+        if watch {
+            print!("\x1b[2J\x1b[H");
+        }
+        print!("{}", tidal::scale::run::status_table(&snapshot, previous.as_ref()));
+        if !watch {
+            return Ok(());
+        }
+        previous = Some(snapshot);
+        std::thread::sleep(interval);
+    }
 }
 
 /// `tidal scale simulate`.

@@ -70,3 +70,13 @@ fn start_up_errors_say_what_and_how_to_fix() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("/nonexistent-models/sentiment/model.onnx") && err.contains("scripts/setup.sh"), "{err}");
 }
+
+#[test]
+fn the_readme_scaler_example_parses() {
+    let readme = std::fs::read_to_string(repo("README.md")).unwrap();
+    let start = readme.find("```toml\n[watch]").expect("the scaler example in the README") + "```toml\n".len();
+    let end = start + readme[start..].find("```").unwrap();
+    let config = tidal::scale::ScaleConfig::from_toml(&readme[start..end]).expect("the README's scale.toml parses");
+    assert_eq!(config.policies.max_replicas, 8);
+    assert!(config.policies.lag.is_some() && config.policies.rate.is_some());
+}

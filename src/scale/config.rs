@@ -1,11 +1,15 @@
-//! The scaler's configuration file (`tidal scale --config scale.toml`): `[policies]` (bounds,
-//! policies, damping) and `[simulation]` (the replica model `tidal scale simulate` uses).
+//! The scaler's configuration file (`tidal scale run --config scale.toml`): `[watch]` (group,
+//! topics, interval, partition growth, override file, metrics), `[policies]` (bounds, policies,
+//! damping), `[actuator]` (`kind = "local" | "command" | "compose" | "dry-run"`) and
+//! `[simulation]` (the replica model `tidal scale simulate` uses).
 use std::path::Path;
 use std::time::Duration;
 
 use serde::Deserialize;
 
+use super::actuator::ActuatorConfig;
 use super::decide::PolicyConfig;
+use super::run::WatchConfig;
 use super::simulate::Model;
 use crate::error::{Error, Result};
 
@@ -13,7 +17,9 @@ use crate::error::{Error, Result};
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ScaleConfig {
+    pub watch: WatchConfig,
     pub policies: PolicyConfig,
+    pub actuator: ActuatorConfig,
     pub simulation: SimulationConfig,
 }
 

@@ -1,0 +1,275 @@
+//! Actuators: how a decided replica count becomes running processors.
+//!
+//! - `local`: spawns and stops `tidal serve` processes on this host (stable instance names
+//!   `<prefix>-0`, `<prefix>-1`, ...; stopped newest first with SIGTERM, so each finishes its
+//!   transaction and leaves the group);
+//! - `command`: runs a user command with `{replicas}` substituted (any orchestrator);
+//! - `compose`: `docker compose up -d --scale <service>=<replicas>`;
+//! - `dry-run`: only logs.
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde::Deserialize;
+
+use crate::error::{Error, Result};
+
+/// Which actuator, and its settings.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum ActuatorConfig {
+    /// `tidal serve` child processes on this host.
+    Local {
+        /// Arguments after `tidal serve` (e.g. `["--config", "tidal.toml"]`).
+        #[serde(default)]
+        serve_args: Vec<String>,
+        /// Instance name prefix; replica i runs as `<prefix>-<i>`.
+        #[serde(default = "default_prefix")]
+        instance_prefix: String,
+        /// The tidal binary (default: this one).
+        #[serde(default)]
+        binary: Option<PathBuf>,
+        /// Replica i serves its metrics on 127.0.0.1:<metrics_base_port + i> (0: metrics off),
+        /// so that processes on one host do not fight over a port.
+        #[serde(default = "default_metrics_base_port")]
+        metrics_base_port: u16,
+    },
+    /// A shell command; `{replicas}` is replaced by the count.
+    Command { command: String },
+    /// `docker compose up -d --scale <service>=<n>` in `directory`.
+    Compose {
+        #[serde(default = "default_service")]
+        service: String,
+        #[serde(default)]
+        directory: Option<PathBuf>,
+    },
+    /// Log decisions only.
+    DryRun,
+}
+
+fn default_prefix() -> String {
+    "scaled".into()
+}
+
+fn default_metrics_base_port() -> u16 {
+    9470
+}
+
+fn default_service() -> String {
+    "tidal".into()
+}
+
+impl Default for ActuatorConfig {
+    fn default() -> Self {
+        ActuatorConfig::Local {
+            serve_args: Vec::new(),
+            instance_prefix: default_prefix(),
+            binary: None,
+            metrics_base_port: default_metrics_base_port(),
+        }
+    }
+}
+
+/// Sets the number of running processors.
+pub trait Actuator {
+    /// Makes `replicas` processors run; returns once the change is under way.
+    fn set(&mut self, replicas: u32) -> Result<()>;
+    /// Processors running (or starting) now, as far as the actuator knows.
+    fn current(&self) -> Option<u32>;
+    /// Stops what the actuator started (local processes); others leave things as they are.
+    fn shutdown(&mut self) {}
+}
+
+/// Builds the configured actuator.
+pub fn build(config: &ActuatorConfig) -> Result<Box<dyn Actuator>> {
+    Ok(match config {
+        ActuatorConfig::Local { serve_args, instance_prefix, binary, metrics_base_port } => {
+            let binary = match binary {
+                Some(b) => b.clone(),
+                None => std::env::current_exe().map_err(|e| {
+                    Error::Config(format!("cannot find the tidal binary to spawn: {e}; set actuator.binary"))
+                })?,
+            };
+            Box::new(LocalProcesses {
+                binary,
+                serve_args: serve_args.clone(),
+                prefix: instance_prefix.clone(),
+                metrics_base_port: *metrics_base_port,
+                children: Vec::new(),
+            })
+        }
+        ActuatorConfig::Command { command } => Box::new(ShellCommand { template: command.clone(), last: None }),
+        ActuatorConfig::Compose { service, directory } => {
+            let mut template = format!("docker compose up -d --no-recreate --scale {service}={{replicas}} {service}");
+            if let Some(dir) = directory {
+                template = format!("cd '{}' && {template}", dir.display());
+            }
+            Box::new(ShellCommand { template, last: None })
+        }
+        ActuatorConfig::DryRun => Box::new(DryRun { last: None }),
+    })
+}
+
+/// Local `tidal serve` processes.
+pub struct LocalProcesses {
+    binary: PathBuf,
+    serve_args: Vec<String>,
+    prefix: String,
+    metrics_base_port: u16,
+    children: Vec<Child>,
+}
+
+impl LocalProcesses {
+    fn reap(&mut self) {
+        // A child that exited on its own (crash, bad config) is forgotten so that it is restarted.
+        let mut index = 0;
+        while index < self.children.len() {
+            match self.children[index].try_wait() {
+                Ok(Some(status)) => {
+                    tracing::warn!(instance = %format!("{}-{index}", self.prefix), %status, "processor exited; it will be restarted");
+                    // try_wait has reaped it; wait() returns the same status at once.
+                    let _ = self.children.remove(index).wait();
+                }
+                _ => index += 1,
+            }
+        }
+    }
+}
+
+impl Actuator for LocalProcesses {
+    fn set(&mut self, replicas: u32) -> Result<()> {
+        self.reap();
+        while self.children.len() < replicas as usize {
+            let index = self.children.len();
+            let instance = format!("{}-{index}", self.prefix);
+            let metrics = match self.metrics_base_port {
+                0 => String::new(),
+                base => format!("127.0.0.1:{}", u32::from(base) + index as u32),
+            };
+            let child = Command::new(&self.binary)
+                .arg("serve")
+                .args(&self.serve_args)
+                .args(["--instance", &instance, "--metrics-listen", &metrics])
+                .stdin(Stdio::null())
+                .spawn()
+                .map_err(|e| Error::Config(format!("cannot start {} serve: {e}", self.binary.display())))?;
+            tracing::info!(%instance, pid = child.id(), "started a processor");
+            self.children.push(child);
+        }
+        while self.children.len() > replicas as usize {
+            if let Some(mut child) = self.children.pop() {
+                let instance = format!("{}-{}", self.prefix, self.children.len());
+                stop_gracefully(&mut child, Duration::from_secs(40));
+                tracing::info!(%instance, "stopped a processor");
+            }
+        }
+        Ok(())
+    }
+
+    fn current(&self) -> Option<u32> {
+        Some(self.children.len() as u32)
+    }
+
+    fn shutdown(&mut self) {
+        let _ = self.set(0);
+    }
+}
+
+/// SIGTERM, then wait; SIGKILL after `timeout`.
+fn stop_gracefully(child: &mut Child, timeout: Duration) {
+    let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    let until = Instant::now() + timeout;
+    while Instant::now() < until {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// A shell command run on every change.
+pub struct ShellCommand {
+    template: String,
+    last: Option<u32>,
+}
+
+impl Actuator for ShellCommand {
+    fn set(&mut self, replicas: u32) -> Result<()> {
+        if self.last == Some(replicas) {
+            return Ok(());
+        }
+        let command = self.template.replace("{replicas}", &replicas.to_string());
+        let status = Command::new("sh")
+            .args(["-c", &command])
+            .status()
+            .map_err(|e| Error::Config(format!("cannot run actuator command {command:?}: {e}")))?;
+        if !status.success() {
+            return Err(Error::Config(format!("actuator command {command:?} failed with {status}")));
+        }
+        self.last = Some(replicas);
+        Ok(())
+    }
+
+    fn current(&self) -> Option<u32> {
+        self.last
+    }
+}
+
+/// Only remembers.
+pub struct DryRun {
+    last: Option<u32>,
+}
+
+impl Actuator for DryRun {
+    fn set(&mut self, replicas: u32) -> Result<()> {
+        self.last = Some(replicas);
+        Ok(())
+    }
+
+    fn current(&self) -> Option<u32> {
+        self.last
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_command_actuator_substitutes_and_reports_failure() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("n");
+        let mut a =
+            build(&ActuatorConfig::Command { command: format!("echo {{replicas}} > {}", file.display()) }).unwrap();
+        a.set(3).unwrap();
+        assert_eq!(std::fs::read_to_string(&file).unwrap().trim(), "3");
+        assert_eq!(a.current(), Some(3));
+        let mut failing = build(&ActuatorConfig::Command { command: "exit 7".into() }).unwrap();
+        assert!(failing.set(2).unwrap_err().to_string().contains("failed"));
+    }
+
+    #[test]
+    fn the_local_actuator_starts_and_stops_processes() {
+        use std::os::unix::fs::PermissionsExt;
+        // A stand-in for `tidal serve`: what matters here is the process bookkeeping.
+        let dir = tempfile::tempdir().unwrap();
+        let fake = dir.path().join("fake-tidal");
+        std::fs::write(&fake, "#!/bin/sh\nexec sleep 30\n").unwrap();
+        std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let mut a = LocalProcesses {
+            binary: fake,
+            serve_args: vec![],
+            prefix: "t".into(),
+            metrics_base_port: 0,
+            children: Vec::new(),
+        };
+        a.set(2).unwrap();
+        assert_eq!(a.current(), Some(2));
+        a.set(1).unwrap();
+        assert_eq!(a.current(), Some(1));
+        a.shutdown();
+        assert_eq!(a.current(), Some(0));
+    }
+}

@@ -1,0 +1,242 @@
+//! Observing a consumer group from the outside: per-partition log-end and committed offsets,
+//! lag, members and who owns which partition. The reader joins no group (it only asks the
+//! group coordinator for committed offsets), so watching never disturbs the processors.
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::{Offset, TopicPartitionList};
+
+use crate::config::KafkaConfig;
+use crate::error::{Error, Result};
+use crate::kafka;
+
+/// One partition's offsets.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PartitionState {
+    pub topic: String,
+    pub partition: i32,
+    /// Offset of the next record to be written (high watermark).
+    pub end_offset: i64,
+    /// Oldest offset still in the log.
+    pub start_offset: i64,
+    /// The group's committed offset, if it committed one.
+    pub committed: Option<i64>,
+    /// Client id of the member that owns the partition, if any.
+    pub owner: Option<String>,
+}
+
+impl PartitionState {
+    /// Records not yet processed: end − committed (end − start before the first commit).
+    pub fn lag(&self) -> u64 {
+        (self.end_offset - self.committed.unwrap_or(self.start_offset)).max(0) as u64
+    }
+}
+
+/// Everything observed at one instant.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Snapshot {
+    /// Seconds on the caller's clock.
+    pub at: f64,
+    pub partitions: Vec<PartitionState>,
+    pub members: u32,
+    /// The group's state (`Stable`, `PreparingRebalance`, `Empty`, ...).
+    pub group_state: String,
+}
+
+impl Snapshot {
+    pub fn total_lag(&self) -> u64 {
+        self.partitions.iter().map(PartitionState::lag).sum()
+    }
+
+    /// (ingest, processing) records per second since `earlier`: Δ end offsets and Δ committed
+    /// offsets over Δt, summed over partitions present in both.
+    pub fn rates_since(&self, earlier: &Snapshot) -> (f64, f64) {
+        let dt = self.at - earlier.at;
+        if dt <= 0.0 {
+            return (0.0, 0.0);
+        }
+        let before: BTreeMap<(&str, i32), &PartitionState> =
+            earlier.partitions.iter().map(|p| ((p.topic.as_str(), p.partition), p)).collect();
+        let (mut ingested, mut processed) = (0i64, 0i64);
+        for p in &self.partitions {
+            if let Some(old) = before.get(&(p.topic.as_str(), p.partition)) {
+                ingested += (p.end_offset - old.end_offset).max(0);
+                let (now, then) = (p.committed.unwrap_or(p.start_offset), old.committed.unwrap_or(old.start_offset));
+                processed += (now - then).max(0);
+            }
+        }
+        (ingested as f64 / dt, processed as f64 / dt)
+    }
+}
+
+/// Reads a group's state.
+pub struct Observer {
+    consumer: BaseConsumer,
+    group: String,
+    topics: Vec<String>,
+    timeout: Duration,
+}
+
+impl Observer {
+    /// `topics` empty → every topic whose name starts with `request_prefix`.
+    pub fn new(kafka_config: &KafkaConfig, group: &str, topics: Vec<String>, request_prefix: &str) -> Result<Self> {
+        let consumer: BaseConsumer = kafka::read_committed_consumer_config(kafka_config, group)?
+            .create()
+            .map_err(|e| Error::kafka("creating the observer", e))?;
+        let timeout = Duration::from_secs(10);
+        let topics = if topics.is_empty() {
+            let metadata = consumer.fetch_metadata(None, timeout).map_err(|e| Error::kafka("listing topics", e))?;
+            let mut found: Vec<String> = metadata
+                .topics()
+                .iter()
+                .map(|t| t.name().to_string())
+                .filter(|n| n.starts_with(request_prefix))
+                .collect();
+            found.sort();
+            found
+        } else {
+            topics
+        };
+        if topics.is_empty() {
+            return Err(Error::Config(format!(
+                "no topics to watch: none start with '{request_prefix}'; create them (tidal topics apply) or name them"
+            )));
+        }
+        Ok(Observer { consumer, group: group.to_string(), topics, timeout })
+    }
+
+    pub fn topics(&self) -> &[String] {
+        &self.topics
+    }
+
+    /// One snapshot, stamped `at`.
+    pub fn snapshot(&self, at: f64) -> Result<Snapshot> {
+        let mut partitions = Vec::new();
+        let mut tpl = TopicPartitionList::new();
+        for topic in &self.topics {
+            let metadata = self
+                .consumer
+                .fetch_metadata(Some(topic), self.timeout)
+                .map_err(|e| Error::kafka(format!("reading metadata of {topic}"), e))?;
+            for t in metadata.topics() {
+                for p in t.partitions() {
+                    let (low, high) = self
+                        .consumer
+                        .fetch_watermarks(topic, p.id(), self.timeout)
+                        .map_err(|e| Error::kafka(format!("reading offsets of {topic}/{}", p.id()), e))?;
+                    partitions.push(PartitionState {
+                        topic: topic.clone(),
+                        partition: p.id(),
+                        end_offset: high,
+                        start_offset: low,
+                        committed: None,
+                        owner: None,
+                    });
+                    tpl.add_partition(topic, p.id());
+                }
+            }
+        }
+        let committed = self
+            .consumer
+            .committed_offsets(tpl, self.timeout)
+            .map_err(|e| Error::kafka(format!("reading the committed offsets of group {}", self.group), e))?;
+        for element in committed.elements() {
+            if let Offset::Offset(offset) = element.offset() {
+                if let Some(p) =
+                    partitions.iter_mut().find(|p| p.topic == element.topic() && p.partition == element.partition())
+                {
+                    p.committed = Some(offset);
+                }
+            }
+        }
+        let groups = self
+            .consumer
+            .fetch_group_list(Some(&self.group), self.timeout)
+            .map_err(|e| Error::kafka(format!("describing group {}", self.group), e))?;
+        let (mut members, mut group_state) = (0u32, "Unknown".to_string());
+        for group in groups.groups() {
+            members = group.members().len() as u32;
+            group_state = group.state().to_string();
+            for member in group.members() {
+                for (topic, partition) in member.assignment().map(decode_assignment).unwrap_or_default() {
+                    if let Some(p) = partitions.iter_mut().find(|p| p.topic == topic && p.partition == partition) {
+                        p.owner = Some(member.client_id().to_string());
+                    }
+                }
+            }
+        }
+        Ok(Snapshot { at, partitions, members, group_state })
+    }
+}
+
+/// Decodes a consumer-protocol assignment (version, [topic, [partition]], user data); malformed
+/// bytes give what was decoded so far.
+pub fn decode_assignment(bytes: &[u8]) -> Vec<(String, i32)> {
+    let mut out = Vec::new();
+    let mut at = 2usize; // version (int16)
+    let read_i32 = |b: &[u8], at: usize| b.get(at..at + 4).map(|s| i32::from_be_bytes([s[0], s[1], s[2], s[3]]));
+    let Some(topics) = read_i32(bytes, at) else { return out };
+    at += 4;
+    for _ in 0..topics.max(0) {
+        let Some(len) = bytes.get(at..at + 2).map(|s| i16::from_be_bytes([s[0], s[1]])) else { return out };
+        at += 2;
+        let Some(name) = bytes.get(at..at + len.max(0) as usize) else { return out };
+        let topic = String::from_utf8_lossy(name).into_owned();
+        at += len.max(0) as usize;
+        let Some(count) = read_i32(bytes, at) else { return out };
+        at += 4;
+        for _ in 0..count.max(0) {
+            let Some(partition) = read_i32(bytes, at) else { return out };
+            at += 4;
+            out.push((topic.clone(), partition));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn part(partition: i32, end: i64, committed: Option<i64>) -> PartitionState {
+        PartitionState { topic: "t".into(), partition, end_offset: end, start_offset: 0, committed, owner: None }
+    }
+
+    #[test]
+    fn lag_and_rates() {
+        let before = Snapshot {
+            at: 10.0,
+            partitions: vec![part(0, 100, Some(90)), part(1, 50, None)],
+            members: 1,
+            group_state: "Stable".into(),
+        };
+        let after = Snapshot {
+            at: 12.0,
+            partitions: vec![part(0, 140, Some(130)), part(1, 70, Some(20))],
+            members: 1,
+            group_state: "Stable".into(),
+        };
+        assert_eq!(before.total_lag(), 10 + 50);
+        assert_eq!(after.total_lag(), 10 + 50);
+        // Ingest: 40 + 20 over 2 s; processed: 40 + 20 over 2 s.
+        assert_eq!(after.rates_since(&before), (30.0, 30.0));
+        assert_eq!(before.rates_since(&after), (0.0, 0.0), "time going backwards gives nothing");
+    }
+
+    #[test]
+    fn assignments_decode() {
+        let mut bytes = vec![0, 1, 0, 0, 0, 1, 0, 3];
+        bytes.extend(b"abc");
+        bytes.extend([0, 0, 0, 2, 0, 0, 0, 4, 0, 0, 0, 7, 0, 0, 0, 0]);
+        assert_eq!(decode_assignment(&bytes), vec![("abc".to_string(), 4), ("abc".to_string(), 7)]);
+    }
+
+    proptest! {
+        #[test]
+        fn malformed_assignments_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..64)) {
+            let _ = decode_assignment(&bytes);
+        }
+    }
+}

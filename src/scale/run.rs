@@ -1,0 +1,262 @@
+//! `tidal scale run`: every `interval`, observe the group, decide, grow partitions when allowed
+//! and needed, act, and explain. Decisions are logged with their reason and exported as metrics.
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use rdkafka::admin::{AdminOptions, NewPartitions};
+use serde::Deserialize;
+
+use super::actuator;
+use super::decide::Scaler;
+use super::observe::{Observer, Snapshot};
+use super::policy::Observation;
+use super::ScaleConfig;
+use crate::config::KafkaConfig;
+use crate::error::{Error, Result};
+use crate::kafka;
+
+/// What to watch and how often.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct WatchConfig {
+    /// The processors' consumer group (`tidal-<app>`).
+    pub group: String,
+    /// Request topics; empty → every topic starting with `request_prefix`.
+    pub topics: Vec<String>,
+    pub request_prefix: String,
+    #[serde(with = "humantime_serde")]
+    pub interval: Duration,
+    /// Partitions may be added up to this many per topic when more consumers are wanted than
+    /// there are partitions (0: never add). Partitions are never removed.
+    pub max_partitions: u32,
+    /// A file holding a replica count overrides every policy while it exists.
+    pub override_file: Option<PathBuf>,
+    /// Prometheus endpoint of the scaler ("" disables).
+    pub metrics_listen: String,
+}
+
+impl Default for WatchConfig {
+    fn default() -> Self {
+        WatchConfig {
+            group: "tidal-tidal".into(),
+            topics: Vec::new(),
+            request_prefix: "tidal.requests.".into(),
+            interval: Duration::from_secs(5),
+            max_partitions: 0,
+            override_file: None,
+            metrics_listen: "127.0.0.1:9465".into(),
+        }
+    }
+}
+
+/// The override file's replica count, if the file exists and holds a number.
+fn read_override(path: Option<&PathBuf>) -> Option<u32> {
+    let text = std::fs::read_to_string(path?).ok()?;
+    text.trim().parse().ok()
+}
+
+fn seconds_of_day() -> u32 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| (d.as_secs() % 86_400) as u32)
+}
+
+/// Runs until `shutdown`; stops what the local actuator started on the way out.
+pub async fn run(config: &ScaleConfig, kafka_config: &KafkaConfig, shutdown: Arc<AtomicBool>) -> Result<()> {
+    let watch = &config.watch;
+    let observer = Observer::new(kafka_config, &watch.group, watch.topics.clone(), &watch.request_prefix)?;
+    let admin = kafka::admin_client(kafka_config)?;
+    let mut actuator = actuator::build(&config.actuator)?;
+    let mut scaler = Scaler::new(config.policies.clone());
+    let started = Instant::now();
+    let mut previous: Option<Snapshot> = None;
+    let mut replicas = actuator.current().unwrap_or(0);
+    tracing::info!(group = %watch.group, topics = ?observer.topics(), actuator = ?config.actuator, "scaler watching");
+    if replicas < config.policies.min_replicas {
+        actuator.set(config.policies.min_replicas)?;
+        replicas = config.policies.min_replicas;
+    }
+    let result = loop {
+        if shutdown.load(Ordering::SeqCst) {
+            break Ok(());
+        }
+        let now = started.elapsed().as_secs_f64();
+        let snapshot = match observer.snapshot(now) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot observe the group; retrying");
+                tokio::time::sleep(watch.interval).await;
+                continue;
+            }
+        };
+        let (ingest, processing) = previous.as_ref().map_or((0.0, 0.0), |p| snapshot.rates_since(p));
+        let partitions = partitions_per_topic(&snapshot);
+        let observation = Observation {
+            at: now,
+            total_lag: snapshot.total_lag(),
+            ingest_rate: ingest,
+            processing_rate: processing,
+            partitions,
+            members: snapshot.members,
+            replicas,
+        };
+        let decision = scaler.decide(&observation, seconds_of_day(), read_override(watch.override_file.as_ref()));
+        if decision.stalled {
+            tracing::error!(lag = observation.total_lag, members = observation.members, "{}", decision.reason);
+        }
+        if decision.replicas > partitions && watch.max_partitions > partitions {
+            let target = decision.replicas.min(watch.max_partitions);
+            grow_partitions(&admin, observer.topics(), target).await?;
+        }
+        if decision.replicas != replicas {
+            tracing::info!(
+                from = replicas,
+                to = decision.replicas,
+                policy = decision.policy,
+                lag = observation.total_lag,
+                ingest_rate = format!("{ingest:.1}"),
+                processing_rate = format!("{processing:.1}"),
+                "scaling: {}",
+                decision.reason
+            );
+            if let Err(e) = actuator.set(decision.replicas) {
+                tracing::error!(error = %e, "the actuator failed; will retry at the next interval");
+            } else {
+                replicas = decision.replicas;
+            }
+        }
+        record_metrics(&observation, &decision);
+        previous = Some(snapshot);
+        let deadline = Instant::now() + watch.interval;
+        while Instant::now() < deadline && !shutdown.load(Ordering::SeqCst) {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    actuator.shutdown();
+    result
+}
+
+/// The smallest partition count among the watched topics (what bounds useful consumers).
+fn partitions_per_topic(snapshot: &Snapshot) -> u32 {
+    let mut counts: std::collections::BTreeMap<&str, u32> = std::collections::BTreeMap::new();
+    for p in &snapshot.partitions {
+        *counts.entry(p.topic.as_str()).or_default() += 1;
+    }
+    counts.values().copied().min().unwrap_or(0)
+}
+
+async fn grow_partitions(
+    admin: &rdkafka::admin::AdminClient<rdkafka::client::DefaultClientContext>,
+    topics: &[String],
+    target: u32,
+) -> Result<()> {
+    let requests: Vec<NewPartitions<'_>> = topics.iter().map(|t| NewPartitions::new(t, target as usize)).collect();
+    let results = admin
+        .create_partitions(&requests, &AdminOptions::new())
+        .await
+        .map_err(|e| Error::kafka("adding partitions", e))?;
+    for result in results {
+        match result {
+            Ok(topic) => tracing::warn!(
+                %topic,
+                partitions = target,
+                "added partitions: new records' keys map to partitions differently from now on \
+                 (per-key order holds within each period, not across the change)"
+            ),
+            Err((topic, code)) => tracing::warn!(%topic, ?code, "could not add partitions"),
+        }
+    }
+    Ok(())
+}
+
+fn record_metrics(observation: &Observation, decision: &super::Decision) {
+    metrics::gauge!("tidal_scale_replicas").set(f64::from(decision.replicas));
+    metrics::gauge!("tidal_scale_wanted_replicas").set(f64::from(decision.wanted));
+    metrics::gauge!("tidal_scale_lag").set(observation.total_lag as f64);
+    metrics::gauge!("tidal_scale_ingest_rate").set(observation.ingest_rate);
+    metrics::gauge!("tidal_scale_processing_rate").set(observation.processing_rate);
+    metrics::gauge!("tidal_scale_members").set(f64::from(observation.members));
+    metrics::gauge!("tidal_scale_partitions").set(f64::from(observation.partitions));
+    metrics::gauge!("tidal_scale_stalled").set(if decision.stalled { 1.0 } else { 0.0 });
+    metrics::counter!("tidal_scale_decisions_total", "policy" => decision.policy).increment(1);
+}
+
+/// `tidal status`: one line per partition.
+pub fn status_table(snapshot: &Snapshot, previous: Option<&Snapshot>) -> String {
+    let mut out = format!(
+        "group state {} · members {} · total lag {}\n{:<32} {:>4} {:>12} {:>12} {:>9} {:>9}  owner\n",
+        snapshot.group_state,
+        snapshot.members,
+        snapshot.total_lag(),
+        "topic",
+        "part",
+        "end",
+        "committed",
+        "lag",
+        "rate/s"
+    );
+    for p in &snapshot.partitions {
+        let rate = previous.and_then(|prev| {
+            let old = prev.partitions.iter().find(|o| o.topic == p.topic && o.partition == p.partition)?;
+            let dt = snapshot.at - prev.at;
+            (dt > 0.0).then(|| (p.end_offset - old.end_offset).max(0) as f64 / dt)
+        });
+        out.push_str(&format!(
+            "{:<32} {:>4} {:>12} {:>12} {:>9} {:>9}  {}\n",
+            p.topic,
+            p.partition,
+            p.end_offset,
+            p.committed.map_or("-".to_string(), |c| c.to_string()),
+            p.lag(),
+            rate.map_or("-".to_string(), |r| format!("{r:.1}")),
+            p.owner.as_deref().unwrap_or("-")
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scale::observe::PartitionState;
+
+    #[test]
+    fn the_status_table_has_a_line_per_partition() {
+        let p = |partition, end, committed: Option<i64>, owner: Option<&str>| PartitionState {
+            topic: "tidal.requests.sentiment".into(),
+            partition,
+            end_offset: end,
+            start_offset: 0,
+            committed,
+            owner: owner.map(str::to_string),
+        };
+        let before = Snapshot {
+            at: 0.0,
+            partitions: vec![p(0, 10, Some(5), None), p(1, 0, None, None)],
+            members: 1,
+            group_state: "Stable".into(),
+        };
+        let now = Snapshot {
+            at: 2.0,
+            partitions: vec![p(0, 30, Some(25), Some("w-0")), p(1, 4, None, None)],
+            members: 1,
+            group_state: "Stable".into(),
+        };
+        let table = status_table(&now, Some(&before));
+        assert_eq!(table.lines().count(), 4, "{table}");
+        assert!(table.contains("total lag 9"), "{table}");
+        assert!(table.lines().nth(2).unwrap().contains("10.0") && table.contains("w-0"), "{table}");
+        assert_eq!(partitions_per_topic(&now), 2);
+    }
+
+    #[test]
+    fn the_override_file_wins_while_it_exists() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("override");
+        assert_eq!(read_override(Some(&path)), None);
+        std::fs::write(&path, "4\n").unwrap();
+        assert_eq!(read_override(Some(&path)), Some(4));
+        std::fs::write(&path, "many").unwrap();
+        assert_eq!(read_override(Some(&path)), None);
+    }
+}
