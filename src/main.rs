@@ -98,6 +98,19 @@ enum ScaleCommand {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// Set or clear the manual override a running scaler obeys (its `watch.override_file`).
+    ///
+    /// Example: tidal scale override --file /run/tidal/replicas 6   (then: --clear)
+    Override {
+        /// The scaler's `watch.override_file`.
+        #[arg(long)]
+        file: PathBuf,
+        /// Replicas to run regardless of the policies (still within min/max_replicas).
+        replicas: Option<u32>,
+        /// Remove the override: the policies decide again.
+        #[arg(long, conflicts_with = "replicas")]
+        clear: bool,
+    },
     /// Replay a traffic trace through the policies with a simple replica model; writes
     /// simulation.csv and simulation.png and prints a summary.
     ///
@@ -245,6 +258,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => runtime.block_on(serve(args.into_config()?)),
         Command::Scale(ScaleCommand::Run { brokers, config }) => runtime.block_on(scale_run(&brokers, config)),
+        Command::Scale(ScaleCommand::Override { file, replicas, clear }) => set_override(&file, replicas, clear),
         Command::Status { brokers, group, topics, watch, interval } => {
             status(&brokers, &group, topics, watch, interval)
         }
@@ -349,6 +363,23 @@ async fn scale_run(brokers: &BrokerArgs, config: Option<PathBuf>) -> anyhow::Res
         flag.store(true, Ordering::SeqCst);
     });
     tidal::scale::run::run(&config, &kafka, shutdown).await?;
+    Ok(())
+}
+
+/// `tidal scale override`.
+fn set_override(file: &std::path::Path, replicas: Option<u32>, clear: bool) -> anyhow::Result<()> {
+    match (replicas, clear) {
+        (_, true) => match std::fs::remove_file(file) {
+            Ok(()) => eprintln!("override cleared ({} removed)", file.display()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => eprintln!("no override was set"),
+            Err(e) => return Err(e).with_context(|| format!("removing {}", file.display())),
+        },
+        (Some(n), false) => {
+            std::fs::write(file, format!("{n}\n")).with_context(|| format!("writing {}", file.display()))?;
+            eprintln!("override set: {n} replicas until `tidal scale override --clear`");
+        }
+        (None, false) => anyhow::bail!("give a replica count, or --clear"),
+    }
     Ok(())
 }
 

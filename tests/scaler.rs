@@ -54,6 +54,7 @@ group = "{group}"
 topics = ["{requests}"]
 interval = "1s"
 metrics_listen = ""
+decisions_topic = "{prefix}.decisions"
 [policies]
 min_replicas = 1
 max_replicas = 2
@@ -68,8 +69,10 @@ metrics_base_port = 0
 serve_args = ["--config", "{config}", "--no-pin"]
 "#,
         requests = fx.requests(),
-        config = fx.config_path.display()
+        config = fx.config_path.display(),
+        prefix = fx.prefix
     );
+    fx.create_topic(&format!("{}.decisions", fx.prefix), 1);
     let (mut scaler, log) = spawn_scaler(&fx, &scale_toml);
     let observer = Observer::new(
         &tidal::config::KafkaConfig { brokers: brokers(), ..Default::default() },
@@ -111,6 +114,15 @@ serve_args = ["--config", "{config}", "--no-pin"]
     let text = std::fs::read_to_string(&log).unwrap();
     assert!(text.contains("scaling:") && text.contains("policy="), "decisions are logged with their policy:\n{text}");
     assert!(status.is_some_and(|s| s.success()), "scaler exit {status:?}");
+    // Every change is also on the decisions topic: at least 1 → 2 and 2 → 1.
+    let mut decisions = Reader::new(&format!("{}.decisions", fx.prefix), false);
+    decisions.read_until(2, Duration::from_secs(20));
+    let moves: Vec<(u64, u64)> = decisions
+        .records
+        .iter()
+        .map(|r| (r.json()["from"].as_u64().unwrap(), r.json()["to"].as_u64().unwrap()))
+        .collect();
+    assert!(moves.contains(&(1, 2)) && moves.contains(&(2, 1)), "decision records: {moves:?}");
     wait_for("the scaler's processors to leave", Duration::from_secs(30), || members(&observer) == 0);
 }
 

@@ -19,6 +19,7 @@ const BUILT_IN: &[(&str, &str)] = &[
     ("face-match.toml", include_str!("../../topics/face-match.toml")),
     ("ocr.toml", include_str!("../../topics/ocr.toml")),
     ("dlq.toml", include_str!("../../topics/dlq.toml")),
+    ("scale.toml", include_str!("../../topics/scale.toml")),
 ];
 
 #[derive(Debug, Deserialize)]

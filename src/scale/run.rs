@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rdkafka::admin::{AdminOptions, NewPartitions};
+use rdkafka::producer::Producer;
 use serde::Deserialize;
 
 use super::actuator;
@@ -35,6 +36,8 @@ pub struct WatchConfig {
     pub override_file: Option<PathBuf>,
     /// Prometheus endpoint of the scaler ("" disables).
     pub metrics_listen: String,
+    /// When set, every change of replica count is also written to this topic as JSON.
+    pub decisions_topic: Option<String>,
 }
 
 impl Default for WatchConfig {
@@ -47,6 +50,7 @@ impl Default for WatchConfig {
             max_partitions: 0,
             override_file: None,
             metrics_listen: "127.0.0.1:9465".into(),
+            decisions_topic: None,
         }
     }
 }
@@ -67,6 +71,26 @@ pub async fn run(config: &ScaleConfig, kafka_config: &KafkaConfig, shutdown: Arc
     let observer = Observer::new(kafka_config, &watch.group, watch.topics.clone(), &watch.request_prefix)?;
     let admin = kafka::admin_client(kafka_config)?;
     let mut actuator = actuator::build(&config.actuator)?;
+    let decisions: Option<rdkafka::producer::ThreadedProducer<rdkafka::producer::DefaultProducerContext>> =
+        match &watch.decisions_topic {
+            Some(topic) => {
+                let producer: rdkafka::producer::ThreadedProducer<_> = kafka::plain_producer_config(kafka_config)?
+                    .create()
+                    .map_err(|e| Error::kafka("creating the decisions producer", e))?;
+                let metadata = producer
+                    .client()
+                    .fetch_metadata(Some(topic), Duration::from_secs(10))
+                    .map_err(|e| Error::kafka(format!("looking up {topic}"), e))?;
+                if metadata.topics().iter().any(|t| t.error().is_some() || t.partitions().is_empty()) {
+                    return Err(Error::Config(format!(
+                        "watch.decisions_topic {topic} does not exist: create it (tidal topics apply creates \
+                         tidal.scale.decisions) or unset decisions_topic"
+                    )));
+                }
+                Some(producer)
+            }
+            None => None,
+        };
     let mut scaler = Scaler::new(config.policies.clone());
     let started = Instant::now();
     let mut previous: Option<Snapshot> = None;
@@ -122,6 +146,15 @@ pub async fn run(config: &ScaleConfig, kafka_config: &KafkaConfig, shutdown: Arc
             if let Err(e) = actuator.set(decision.replicas) {
                 tracing::error!(error = %e, "the actuator failed; will retry at the next interval");
             } else {
+                if let (Some(producer), Some(topic)) = (&decisions, &watch.decisions_topic) {
+                    let record = decision_json(&observation, &decision, replicas).to_string();
+                    let sent = producer.send(
+                        rdkafka::producer::BaseRecord::<'_, str, str>::to(topic).key(&watch.group).payload(&record),
+                    );
+                    if let Err((e, _)) = sent {
+                        tracing::warn!(error = %e, %topic, "could not write the decision record");
+                    }
+                }
                 replicas = decision.replicas;
             }
         }
@@ -167,6 +200,25 @@ async fn grow_partitions(
         }
     }
     Ok(())
+}
+
+/// The record written to the decisions topic.
+fn decision_json(observation: &Observation, decision: &super::Decision, from: u32) -> serde_json::Value {
+    let at_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+    serde_json::json!({
+        "at_ms": at_ms,
+        "from": from,
+        "to": decision.replicas,
+        "wanted": decision.wanted,
+        "policy": decision.policy,
+        "reason": decision.reason,
+        "stalled": decision.stalled,
+        "lag": observation.total_lag,
+        "ingest_rate": observation.ingest_rate,
+        "processing_rate": observation.processing_rate,
+        "members": observation.members,
+        "partitions": observation.partitions,
+    })
 }
 
 fn record_metrics(observation: &Observation, decision: &super::Decision) {

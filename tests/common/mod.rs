@@ -87,6 +87,17 @@ impl Fixture {
         Fixture { prefix, model: model.to_string(), dir, config_path }
     }
 
+    /// Creates one more topic for this test.
+    pub fn create_topic(&self, name: &str, partitions: i32) {
+        let admin: AdminClient<DefaultClientContext> =
+            ClientConfig::new().set("bootstrap.servers", brokers()).create().expect("admin client");
+        let topic = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        for result in runtime.block_on(admin.create_topics(&[topic], &AdminOptions::new())).expect("create topic") {
+            result.expect("topic created");
+        }
+    }
+
     pub fn requests(&self) -> String {
         format!("{}.requests.{}", self.prefix, self.model)
     }
