@@ -5,6 +5,9 @@
 //!   transaction and leaves the group);
 //! - `command`: runs a user command with `{replicas}` substituted (any orchestrator);
 //! - `compose`: `docker compose up -d --scale <service>=<replicas>`;
+//! - `kubernetes`: sets `spec.replicas` of a Deployment or StatefulSet through its `scale`
+//!   subresource with `kubectl scale` (in-cluster service-account or kubeconfig credentials,
+//!   whichever kubectl finds), and reads the current count back;
 //! - `dry-run`: only logs.
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -43,8 +46,30 @@ pub enum ActuatorConfig {
         #[serde(default)]
         directory: Option<PathBuf>,
     },
+    /// A Deployment or StatefulSet, scaled with `kubectl scale` (the `scale` subresource).
+    Kubernetes {
+        /// `deployment` or `statefulset`.
+        #[serde(default = "default_workload")]
+        workload: String,
+        name: String,
+        #[serde(default)]
+        namespace: Option<String>,
+        /// kubeconfig context (default: kubectl's current one, or in-cluster credentials).
+        #[serde(default)]
+        context: Option<String>,
+        #[serde(default = "default_kubectl")]
+        kubectl: PathBuf,
+    },
     /// Log decisions only.
     DryRun,
+}
+
+fn default_workload() -> String {
+    "deployment".into()
+}
+
+fn default_kubectl() -> PathBuf {
+    "kubectl".into()
 }
 
 fn default_prefix() -> String {
@@ -105,6 +130,21 @@ pub fn build(config: &ActuatorConfig) -> Result<Box<dyn Actuator>> {
                 template = format!("cd '{}' && {template}", dir.display());
             }
             Box::new(ShellCommand { template, last: None })
+        }
+        ActuatorConfig::Kubernetes { workload, name, namespace, context, kubectl } => {
+            if !matches!(workload.as_str(), "deployment" | "statefulset") {
+                return Err(Error::Config(format!(
+                    "actuator.workload = {workload:?}: use \"deployment\" or \"statefulset\""
+                )));
+            }
+            let mut base = Vec::new();
+            if let Some(ns) = namespace {
+                base.extend(["--namespace".to_string(), ns.clone()]);
+            }
+            if let Some(ctx) = context {
+                base.extend(["--context".to_string(), ctx.clone()]);
+            }
+            Box::new(Kubernetes { kubectl: kubectl.clone(), target: format!("{workload}/{name}"), base, last: None })
         }
         ActuatorConfig::DryRun => Box::new(DryRun { last: None }),
     })
@@ -217,6 +257,51 @@ impl Actuator for ShellCommand {
     }
 }
 
+/// `kubectl scale` on one workload.
+pub struct Kubernetes {
+    kubectl: PathBuf,
+    target: String,
+    base: Vec<String>,
+    last: Option<u32>,
+}
+
+impl Kubernetes {
+    fn kubectl(&self, args: &[String]) -> Result<String> {
+        let output = Command::new(&self.kubectl).args(&self.base).args(args).output().map_err(|e| {
+            Error::Config(format!("cannot run {}: {e} (is kubectl installed?)", self.kubectl.display()))
+        })?;
+        if !output.status.success() {
+            return Err(Error::Config(format!(
+                "kubectl {} failed: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&output.stderr).trim()
+            )));
+        }
+        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+    }
+
+    /// `spec.replicas` as the API server has it now.
+    pub fn read_replicas(&self) -> Result<u32> {
+        let out =
+            self.kubectl(&["get".into(), self.target.clone(), "-o".into(), "jsonpath={.spec.replicas}".into()])?;
+        out.trim()
+            .parse()
+            .map_err(|_| Error::Config(format!("kubectl returned {out:?} as the replicas of {}", self.target)))
+    }
+}
+
+impl Actuator for Kubernetes {
+    fn set(&mut self, replicas: u32) -> Result<()> {
+        self.kubectl(&["scale".into(), self.target.clone(), format!("--replicas={replicas}")])?;
+        self.last = Some(replicas);
+        Ok(())
+    }
+
+    fn current(&self) -> Option<u32> {
+        self.last.or_else(|| self.read_replicas().ok())
+    }
+}
+
 /// Only remembers.
 pub struct DryRun {
     last: Option<u32>,
@@ -248,6 +333,43 @@ mod tests {
         assert_eq!(a.current(), Some(3));
         let mut failing = build(&ActuatorConfig::Command { command: "exit 7".into() }).unwrap();
         assert!(failing.set(2).unwrap_err().to_string().contains("failed"));
+    }
+
+    #[test]
+    fn the_kubernetes_actuator_drives_kubectl_scale() {
+        use std::os::unix::fs::PermissionsExt;
+        // A stand-in kubectl that records its arguments and answers `get` with 3.
+        let dir = tempfile::tempdir().unwrap();
+        let calls = dir.path().join("calls");
+        let fake = dir.path().join("kubectl");
+        std::fs::write(
+            &fake,
+            format!("#!/bin/sh\necho \"$@\" >> {}\ncase \"$*\" in *get*) echo 3;; esac\n", calls.display()),
+        )
+        .unwrap();
+        std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let config = ActuatorConfig::Kubernetes {
+            workload: "statefulset".into(),
+            name: "tidal".into(),
+            namespace: Some("ml".into()),
+            context: None,
+            kubectl: fake,
+        };
+        let mut a = build(&config).unwrap();
+        assert_eq!(a.current(), Some(3), "read from the API server");
+        a.set(5).unwrap();
+        assert_eq!(a.current(), Some(5));
+        let log = std::fs::read_to_string(&calls).unwrap();
+        assert!(log.contains("--namespace ml get statefulset/tidal -o jsonpath={.spec.replicas}"), "{log}");
+        assert!(log.contains("--namespace ml scale statefulset/tidal --replicas=5"), "{log}");
+        let wrong = ActuatorConfig::Kubernetes {
+            workload: "pod".into(),
+            name: "x".into(),
+            namespace: None,
+            context: None,
+            kubectl: "kubectl".into(),
+        };
+        assert!(build(&wrong).is_err());
     }
 
     #[test]
