@@ -98,13 +98,20 @@ enum ScaleCommand {
         #[arg(long)]
         config: Option<PathBuf>,
     },
-    /// Set or clear the manual override a running scaler obeys (its `watch.override_file`).
+    /// Set or clear the manual override a running scaler obeys (its `watch.override_file` or
+    /// `watch.override_topic`).
     ///
-    /// Example: tidal scale override --file /run/tidal/replicas 6   (then: --clear)
+    /// Examples: tidal scale override --file /run/tidal/replicas 6   (then: --clear)
+    ///           tidal scale override --topic tidal.scale.override 6
     Override {
+        #[command(flatten)]
+        brokers: BrokerArgs,
         /// The scaler's `watch.override_file`.
+        #[arg(long, required_unless_present = "topic", conflicts_with = "topic")]
+        file: Option<PathBuf>,
+        /// The scaler's `watch.override_topic`.
         #[arg(long)]
-        file: PathBuf,
+        topic: Option<String>,
         /// Replicas to run regardless of the policies (still within min/max_replicas).
         replicas: Option<u32>,
         /// Remove the override: the policies decide again.
@@ -258,7 +265,20 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => runtime.block_on(serve(args.into_config()?)),
         Command::Scale(ScaleCommand::Run { brokers, config }) => runtime.block_on(scale_run(&brokers, config)),
-        Command::Scale(ScaleCommand::Override { file, replicas, clear }) => set_override(&file, replicas, clear),
+        Command::Scale(ScaleCommand::Override { brokers, file, topic, replicas, clear }) => match (file, topic) {
+            (Some(file), _) => set_override(&file, replicas, clear),
+            (None, Some(topic)) => {
+                let value = match (replicas, clear) {
+                    (_, true) => "clear".to_string(),
+                    (Some(n), false) => n.to_string(),
+                    (None, false) => anyhow::bail!("give a replica count, or --clear"),
+                };
+                let count = tools::produce_lines(&kafka_config(&brokers)?, &topic, value.as_bytes())?;
+                eprintln!("override record {value:?} written to {topic} ({count} record)");
+                Ok(())
+            }
+            (None, None) => anyhow::bail!("give --file or --topic"),
+        },
         Command::Status { brokers, group, topics, watch, interval } => {
             status(&brokers, &group, topics, watch, interval)
         }

@@ -183,3 +183,61 @@ kind = "dry-run"
     assert!(!text.contains("to=2") && !text.contains("to=3") && !text.contains("to=4"), "no scale-up:\n{text}");
     assert!(status.is_some_and(|s| s.success()), "scaler exit {status:?}");
 }
+
+#[test]
+#[ignore = "needs Kafka: run scripts/test.sh"]
+fn an_override_record_wins_and_grows_partitions_when_allowed() {
+    let fx = Fixture::new("override", 1, "");
+    let group = format!("tidal-{}", fx.prefix);
+    let override_topic = format!("{}.override", fx.prefix);
+    fx.create_topic(&override_topic, 1);
+    let scale_toml = format!(
+        r#"
+[watch]
+group = "{group}"
+topics = ["{requests}"]
+interval = "1s"
+metrics_listen = ""
+max_partitions = 3
+override_topic = "{override_topic}"
+[policies]
+min_replicas = 1
+max_replicas = 4
+[policies.damping]
+stabilization = "1s"
+[actuator]
+kind = "dry-run"
+"#,
+        requests = fx.requests()
+    );
+    let (mut scaler, log) = spawn_scaler(&fx, &scale_toml);
+    let observer = Observer::new(
+        &tidal::config::KafkaConfig { brokers: brokers(), ..Default::default() },
+        &group,
+        vec![fx.requests()],
+        "",
+    )
+    .unwrap();
+    let tidal_override = |value: &str| {
+        let status = Command::new(env!("CARGO_BIN_EXE_tidal"))
+            .args(["scale", "override", "--brokers", &brokers(), "--topic", &override_topic])
+            .args(if value == "clear" { vec!["--clear"] } else { vec![value] })
+            .status()
+            .unwrap();
+        assert!(status.success());
+    };
+    std::thread::sleep(Duration::from_secs(2));
+    tidal_override("3");
+    wait_for("three partitions", Duration::from_secs(30), || {
+        observer.snapshot(0.0).is_ok_and(|s| s.partitions.len() == 3)
+    });
+    tidal_override("clear");
+    wait_for("the override to be dropped", Duration::from_secs(30), || {
+        std::fs::read_to_string(&log).is_ok_and(|t| t.contains("from=3") && t.contains("to=1"))
+    });
+    let status = terminate(&mut scaler, Duration::from_secs(30));
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("policy=\"override\""), "{text}");
+    assert!(text.contains("added partitions"), "{text}");
+    assert!(status.is_some_and(|s| s.success()), "scaler exit {status:?}");
+}

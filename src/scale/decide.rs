@@ -66,16 +66,27 @@ pub struct Scaler {
     damper: Damper,
     rates: VecDeque<(f64, f64)>,
     per_replica: Option<f64>,
+    startup: Option<f64>,
 }
 
 impl Scaler {
     pub fn new(config: PolicyConfig) -> Self {
-        Scaler { config, damper: Damper::default(), rates: VecDeque::new(), per_replica: None }
+        Scaler { config, damper: Damper::default(), rates: VecDeque::new(), per_replica: None, startup: None }
     }
 
     /// Records per second one replica was measured to sustain (while saturated), if known.
     pub fn measured_per_replica(&self) -> Option<f64> {
         self.per_replica
+    }
+
+    /// Records how long a scale-up took (decision → members joined); averaged.
+    pub fn record_startup(&mut self, seconds: f64) {
+        self.startup = Some(self.startup.map_or(seconds, |old| 0.5 * old + 0.5 * seconds));
+    }
+
+    /// The measured scale-up time, if any scale-up completed.
+    pub fn measured_startup(&self) -> Option<f64> {
+        self.startup
     }
 
     /// Decides the replica count for `now`; `override_replicas` wins over every policy.
@@ -90,7 +101,7 @@ impl Scaler {
         wishes.extend(ladder_wish(&c.ladder, now));
         let history: Vec<(f64, f64)> = self.rates.iter().copied().collect();
         let per_replica = c.rate.as_ref().and_then(|r| r.per_replica_rate).or(self.per_replica);
-        wishes.extend(c.predictive.as_ref().and_then(|p| p.wish(&history, now.at, per_replica)));
+        wishes.extend(c.predictive.as_ref().and_then(|p| p.wish(&history, now.at, per_replica, self.startup)));
         wishes.extend(schedule_floor(&c.schedule, seconds_of_day));
         // On a tie the policy listed first wins (`rev`: `max_by_key` keeps the last maximum).
         let best = wishes.into_iter().rev().max_by_key(|w| w.replicas);

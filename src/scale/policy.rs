@@ -194,22 +194,28 @@ pub fn ladder_wish(bands: &[Band], now: &Observation) -> Option<Wish> {
 }
 
 impl PredictivePolicy {
-    /// `history`: (time, ingest rate) samples, oldest first; `per_replica`: sustained rate.
-    pub fn wish(&self, history: &[(f64, f64)], now: f64, per_replica: Option<f64>) -> Option<Wish> {
+    /// `history`: (time, ingest rate) samples, oldest first; `per_replica`: sustained rate;
+    /// `measured_startup`: how long scale-ups were measured to take (the projection looks at least
+    /// that far ahead).
+    pub fn wish(
+        &self,
+        history: &[(f64, f64)],
+        now: f64,
+        per_replica: Option<f64>,
+        measured_startup: Option<f64>,
+    ) -> Option<Wish> {
         let per_replica = per_replica.filter(|r| *r > 0.0)?;
+        let horizon = self.horizon.as_secs_f64().max(measured_startup.unwrap_or(0.0));
         let start = now - self.window.as_secs_f64();
         let recent: Vec<(f64, f64)> = history.iter().copied().filter(|(t, _)| *t >= start).collect();
         let (slope, intercept) = linear_fit(&recent)?;
-        let ahead = now + self.horizon.as_secs_f64();
+        let ahead = now + horizon;
         let projected = (slope * ahead + intercept).max(0.0);
         let replicas = (projected / per_replica).ceil().clamp(0.0, f64::from(u32::MAX)) as u32;
         Some(Wish {
             policy: "predictive",
             replicas,
-            reason: format!(
-                "ingest trend {slope:+.2}/s² projects {projected:.1}/s in {:.0}s → {replicas}",
-                self.horizon.as_secs_f64()
-            ),
+            reason: format!("ingest trend {slope:+.2}/s² projects {projected:.1}/s in {horizon:.0}s → {replicas}"),
         })
     }
 }
@@ -286,9 +292,11 @@ mod tests {
         // Rate rising 2/s every second: 100 at t=0 ... 200 at t=50; in 30 s → 260/s.
         let history: Vec<(f64, f64)> =
             (0..=50).step_by(5).map(|t| (f64::from(t), 100.0 + 2.0 * f64::from(t))).collect();
-        let wish = p.wish(&history, 50.0, Some(50.0)).unwrap();
+        let wish = p.wish(&history, 50.0, Some(50.0), None).unwrap();
         assert_eq!(wish.replicas, 6, "{wish:?}");
-        assert_eq!(p.wish(&history[..2], 5.0, Some(50.0)), None, "too little history");
+        // Scale-ups measured at 60 s: look 60 s ahead → 320/s → 7.
+        assert_eq!(p.wish(&history, 50.0, Some(50.0), Some(60.0)).unwrap().replicas, 7);
+        assert_eq!(p.wish(&history[..2], 5.0, Some(50.0), None), None, "too little history");
     }
 
     #[test]

@@ -38,6 +38,9 @@ pub struct WatchConfig {
     pub metrics_listen: String,
     /// When set, every change of replica count is also written to this topic as JSON.
     pub decisions_topic: Option<String>,
+    /// When set, the latest record of this topic (a number, or `clear`) overrides the policies;
+    /// `tidal scale override --topic` writes it. Takes precedence over `override_file`.
+    pub override_topic: Option<String>,
 }
 
 impl Default for WatchConfig {
@@ -51,14 +54,64 @@ impl Default for WatchConfig {
             override_file: None,
             metrics_listen: "127.0.0.1:9465".into(),
             decisions_topic: None,
+            override_topic: None,
         }
     }
 }
 
+/// Follows an override topic from its beginning; the latest record wins.
+struct OverrideReader {
+    consumer: rdkafka::consumer::BaseConsumer,
+    value: Option<u32>,
+}
+
+impl OverrideReader {
+    fn new(kafka_config: &KafkaConfig, topic: &str) -> Result<Self> {
+        use rdkafka::consumer::Consumer;
+        let consumer: rdkafka::consumer::BaseConsumer =
+            kafka::read_committed_consumer_config(kafka_config, "tidal-scale-override")?
+                .create()
+                .map_err(|e| Error::kafka("creating the override reader", e))?;
+        let metadata = consumer
+            .fetch_metadata(Some(topic), Duration::from_secs(10))
+            .map_err(|e| Error::kafka(format!("looking up {topic}"), e))?;
+        let mut assignment = rdkafka::TopicPartitionList::new();
+        for t in metadata.topics() {
+            if t.error().is_some() || t.partitions().is_empty() {
+                return Err(Error::Config(format!(
+                    "watch.override_topic {topic} does not exist: create it (tidal topics apply creates \
+                     tidal.scale.override) or unset override_topic"
+                )));
+            }
+            for p in t.partitions() {
+                assignment
+                    .add_partition_offset(topic, p.id(), rdkafka::Offset::Beginning)
+                    .map_err(|e| Error::kafka(format!("assigning {topic}"), e))?;
+            }
+        }
+        consumer.assign(&assignment).map_err(|e| Error::kafka(format!("assigning {topic}"), e))?;
+        Ok(OverrideReader { consumer, value: None })
+    }
+
+    /// Reads what arrived since the last call; returns the override in force.
+    fn latest(&mut self) -> Option<u32> {
+        use rdkafka::message::Message;
+        while let Some(Ok(message)) = self.consumer.poll(Duration::from_millis(0)) {
+            let text = message.payload().map(String::from_utf8_lossy).unwrap_or_default();
+            self.value = parse_override(&text);
+        }
+        self.value
+    }
+}
+
+/// `"6"` → 6; `"clear"`, empty or anything else → no override.
+pub fn parse_override(text: &str) -> Option<u32> {
+    text.trim().parse().ok()
+}
+
 /// The override file's replica count, if the file exists and holds a number.
 fn read_override(path: Option<&PathBuf>) -> Option<u32> {
-    let text = std::fs::read_to_string(path?).ok()?;
-    text.trim().parse().ok()
+    parse_override(&std::fs::read_to_string(path?).ok()?)
 }
 
 fn seconds_of_day() -> u32 {
@@ -95,6 +148,12 @@ pub async fn run(config: &ScaleConfig, kafka_config: &KafkaConfig, shutdown: Arc
     let started = Instant::now();
     let mut previous: Option<Snapshot> = None;
     let mut replicas = actuator.current().unwrap_or(0);
+    // A scale-up under way: (decided at, replicas wanted), until the group has that many members.
+    let mut pending_up: Option<(f64, u32)> = None;
+    let mut override_reader = match &watch.override_topic {
+        Some(topic) => Some(OverrideReader::new(kafka_config, topic)?),
+        None => None,
+    };
     tracing::info!(group = %watch.group, topics = ?observer.topics(), actuator = ?config.actuator, "scaler watching");
     if replicas < config.policies.min_replicas {
         actuator.set(config.policies.min_replicas)?;
@@ -124,7 +183,18 @@ pub async fn run(config: &ScaleConfig, kafka_config: &KafkaConfig, shutdown: Arc
             members: snapshot.members,
             replicas,
         };
-        let decision = scaler.decide(&observation, seconds_of_day(), read_override(watch.override_file.as_ref()));
+        if let Some((since, target)) = pending_up {
+            if snapshot.members >= target.min(partitions.max(1)) {
+                scaler.record_startup(now - since);
+                metrics::gauge!("tidal_scale_startup_seconds").set(now - since);
+                pending_up = None;
+            }
+        }
+        let forced = override_reader
+            .as_mut()
+            .and_then(OverrideReader::latest)
+            .or_else(|| read_override(watch.override_file.as_ref()));
+        let decision = scaler.decide(&observation, seconds_of_day(), forced);
         if decision.stalled {
             tracing::error!(lag = observation.total_lag, members = observation.members, "{}", decision.reason);
         }
@@ -155,10 +225,16 @@ pub async fn run(config: &ScaleConfig, kafka_config: &KafkaConfig, shutdown: Arc
                         tracing::warn!(error = %e, %topic, "could not write the decision record");
                     }
                 }
+                if decision.replicas > replicas {
+                    pending_up = Some((now, decision.replicas));
+                }
                 replicas = decision.replicas;
             }
         }
         record_metrics(&observation, &decision);
+        if let Some(rate) = scaler.measured_per_replica() {
+            metrics::gauge!("tidal_scale_per_replica_rate").set(rate);
+        }
         previous = Some(snapshot);
         let deadline = Instant::now() + watch.interval;
         while Instant::now() < deadline && !shutdown.load(Ordering::SeqCst) {
