@@ -103,6 +103,10 @@ pub trait Actuator {
     fn current(&self) -> Option<u32>;
     /// Stops what the actuator started (local processes); others leave things as they are.
     fn shutdown(&mut self) {}
+    /// Called every interval: puts back what drifted (a local process that died is restarted).
+    fn reconcile(&mut self) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// Builds the configured actuator.
@@ -121,6 +125,7 @@ pub fn build(config: &ActuatorConfig) -> Result<Box<dyn Actuator>> {
                 prefix: instance_prefix.clone(),
                 metrics_base_port: *metrics_base_port,
                 children: Vec::new(),
+                target: 0,
             })
         }
         ActuatorConfig::Command { command } => Box::new(ShellCommand { template: command.clone(), last: None }),
@@ -156,53 +161,64 @@ pub struct LocalProcesses {
     serve_args: Vec<String>,
     prefix: String,
     metrics_base_port: u16,
-    children: Vec<Child>,
+    /// (replica index, process), sorted by index.
+    children: Vec<(usize, Child)>,
+    /// The count last asked for.
+    target: u32,
 }
 
 impl LocalProcesses {
     fn reap(&mut self) {
-        // A child that exited on its own (crash, bad config) is forgotten so that it is restarted.
-        let mut index = 0;
-        while index < self.children.len() {
-            match self.children[index].try_wait() {
-                Ok(Some(status)) => {
-                    tracing::warn!(instance = %format!("{}-{index}", self.prefix), %status, "processor exited; it will be restarted");
-                    // try_wait has reaped it; wait() returns the same status at once.
-                    let _ = self.children.remove(index).wait();
-                }
-                _ => index += 1,
+        // A child that exited on its own (crash, bad config) is forgotten so that it is restarted
+        // under the same instance name (its transactional ids fence whatever it left open).
+        self.children.retain_mut(|(index, child)| match child.try_wait() {
+            Ok(Some(status)) => {
+                tracing::warn!(instance = %format!("{}-{index}", self.prefix), %status, "processor exited; it will be restarted");
+                false
             }
-        }
+            _ => true,
+        });
+    }
+
+    fn spawn(&self, index: usize) -> Result<Child> {
+        let instance = format!("{}-{index}", self.prefix);
+        let metrics = match self.metrics_base_port {
+            0 => String::new(),
+            base => format!("127.0.0.1:{}", u32::from(base) + index as u32),
+        };
+        let child = Command::new(&self.binary)
+            .arg("serve")
+            .args(&self.serve_args)
+            .args(["--instance", &instance, "--metrics-listen", &metrics])
+            .stdin(Stdio::null())
+            .spawn()
+            .map_err(|e| Error::Config(format!("cannot start {} serve: {e}", self.binary.display())))?;
+        tracing::info!(%instance, pid = child.id(), "started a processor");
+        Ok(child)
     }
 }
 
 impl Actuator for LocalProcesses {
+    /// Replicas are instances `<prefix>-0` .. `<prefix>-(n-1)`: missing ones are started, higher
+    /// ones stopped (newest first), so instance names stay stable and unique.
     fn set(&mut self, replicas: u32) -> Result<()> {
         self.reap();
-        while self.children.len() < replicas as usize {
-            let index = self.children.len();
-            let instance = format!("{}-{index}", self.prefix);
-            let metrics = match self.metrics_base_port {
-                0 => String::new(),
-                base => format!("127.0.0.1:{}", u32::from(base) + index as u32),
-            };
-            let child = Command::new(&self.binary)
-                .arg("serve")
-                .args(&self.serve_args)
-                .args(["--instance", &instance, "--metrics-listen", &metrics])
-                .stdin(Stdio::null())
-                .spawn()
-                .map_err(|e| Error::Config(format!("cannot start {} serve: {e}", self.binary.display())))?;
-            tracing::info!(%instance, pid = child.id(), "started a processor");
-            self.children.push(child);
-        }
-        while self.children.len() > replicas as usize {
-            if let Some(mut child) = self.children.pop() {
-                let instance = format!("{}-{}", self.prefix, self.children.len());
+        self.target = replicas;
+        let wanted = replicas as usize;
+        self.children.sort_by_key(|(index, _)| *index);
+        while self.children.last().is_some_and(|(index, _)| *index >= wanted) {
+            if let Some((index, mut child)) = self.children.pop() {
                 stop_gracefully(&mut child, Duration::from_secs(40));
-                tracing::info!(%instance, "stopped a processor");
+                tracing::info!(instance = %format!("{}-{index}", self.prefix), "stopped a processor");
             }
         }
+        for index in 0..wanted {
+            if !self.children.iter().any(|(i, _)| *i == index) {
+                let child = self.spawn(index)?;
+                self.children.push((index, child));
+            }
+        }
+        self.children.sort_by_key(|(index, _)| *index);
         Ok(())
     }
 
@@ -212,6 +228,10 @@ impl Actuator for LocalProcesses {
 
     fn shutdown(&mut self) {
         let _ = self.set(0);
+    }
+
+    fn reconcile(&mut self) -> Result<()> {
+        self.set(self.target)
     }
 }
 
@@ -386,11 +406,24 @@ mod tests {
             prefix: "t".into(),
             metrics_base_port: 0,
             children: Vec::new(),
+            target: 0,
         };
         a.set(2).unwrap();
         assert_eq!(a.current(), Some(2));
+        // The highest instance dies: reconcile restarts it under its own name.
+        let _ = a.children[1].1.kill();
+        let _ = a.children[1].1.wait();
+        a.reconcile().unwrap();
+        assert_eq!(a.children.iter().map(|(i, _)| *i).collect::<Vec<_>>(), vec![0, 1]);
         a.set(1).unwrap();
         assert_eq!(a.current(), Some(1));
+        // A process that dies is restarted by the next reconcile.
+        let _ = a.children[0].1.kill();
+        let _ = a.children[0].1.wait();
+        a.reconcile().unwrap();
+        assert_eq!(a.current(), Some(1));
+        assert_eq!(a.children[0].0, 0, "the replacement keeps instance 0");
+        assert!(a.children[0].1.try_wait().unwrap().is_none(), "a live replacement");
         a.shutdown();
         assert_eq!(a.current(), Some(0));
     }

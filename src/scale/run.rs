@@ -231,6 +231,9 @@ pub async fn run(config: &ScaleConfig, kafka_config: &KafkaConfig, shutdown: Arc
                 replicas = decision.replicas;
             }
         }
+        if let Err(e) = actuator.reconcile() {
+            tracing::warn!(error = %e, "the actuator could not restore the replica count");
+        }
         record_metrics(&observation, &decision);
         if let Some(rate) = scaler.measured_per_replica() {
             metrics::gauge!("tidal_scale_per_replica_rate").set(rate);
