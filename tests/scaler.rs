@@ -27,6 +27,12 @@ fn spawn_scaler(fx: &Fixture, scale_toml: &str) -> (Child, std::path::PathBuf) {
     (child, log)
 }
 
+/// Watches `group` on the fixture's request topic, as the scaler does.
+fn observer_of(group: &str, fx: &Fixture) -> Observer {
+    let kafka = tidal::config::KafkaConfig { brokers: brokers(), ..Default::default() };
+    Observer::new(&kafka, group, vec![fx.requests()], "").unwrap()
+}
+
 fn members(observer: &Observer) -> u32 {
     observer.snapshot(0.0).map(|s| s.members).unwrap_or(0)
 }
@@ -74,13 +80,7 @@ serve_args = ["--config", "{config}", "--no-pin"]
     );
     fx.create_topic(&format!("{}.decisions", fx.prefix), 1);
     let (mut scaler, log) = spawn_scaler(&fx, &scale_toml);
-    let observer = Observer::new(
-        &tidal::config::KafkaConfig { brokers: brokers(), ..Default::default() },
-        &group,
-        vec![fx.requests()],
-        "",
-    )
-    .unwrap();
+    let observer = observer_of(&group, &fx);
     wait_for("the first processor to join", Duration::from_secs(60), || members(&observer) >= 1);
 
     let requests: Vec<(String, String)> =
@@ -211,13 +211,7 @@ kind = "dry-run"
         requests = fx.requests()
     );
     let (mut scaler, log) = spawn_scaler(&fx, &scale_toml);
-    let observer = Observer::new(
-        &tidal::config::KafkaConfig { brokers: brokers(), ..Default::default() },
-        &group,
-        vec![fx.requests()],
-        "",
-    )
-    .unwrap();
+    let observer = observer_of(&group, &fx);
     let tidal_override = |value: &str| {
         let status = Command::new(env!("CARGO_BIN_EXE_tidal"))
             .args(["scale", "override", "--brokers", &brokers(), "--topic", &override_topic])

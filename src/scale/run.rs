@@ -72,22 +72,11 @@ impl OverrideReader {
             kafka::read_committed_consumer_config(kafka_config, "tidal-scale-override")?
                 .create()
                 .map_err(|e| Error::kafka("creating the override reader", e))?;
-        let metadata = consumer
-            .fetch_metadata(Some(topic), Duration::from_secs(10))
-            .map_err(|e| Error::kafka(format!("looking up {topic}"), e))?;
         let mut assignment = rdkafka::TopicPartitionList::new();
-        for t in metadata.topics() {
-            if t.error().is_some() || t.partitions().is_empty() {
-                return Err(Error::Config(format!(
-                    "watch.override_topic {topic} does not exist: create it (tidal topics apply creates \
-                     tidal.scale.override) or unset override_topic"
-                )));
-            }
-            for p in t.partitions() {
-                assignment
-                    .add_partition_offset(topic, p.id(), rdkafka::Offset::Beginning)
-                    .map_err(|e| Error::kafka(format!("assigning {topic}"), e))?;
-            }
+        for partition in require_topic(consumer.client(), topic, "override_topic", "tidal.scale.override")? {
+            assignment
+                .add_partition_offset(topic, partition, rdkafka::Offset::Beginning)
+                .map_err(|e| Error::kafka(format!("assigning {topic}"), e))?;
         }
         consumer.assign(&assignment).map_err(|e| Error::kafka(format!("assigning {topic}"), e))?;
         Ok(OverrideReader { consumer, value: None })
@@ -102,6 +91,30 @@ impl OverrideReader {
         }
         self.value
     }
+}
+
+/// The partitions of `topic`, or an error naming the `watch.<key>` that points at a missing topic.
+fn require_topic<C: rdkafka::client::ClientContext>(
+    client: &rdkafka::client::Client<C>,
+    topic: &str,
+    key: &str,
+    shipped: &str,
+) -> Result<Vec<i32>> {
+    let metadata = client
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .map_err(|e| Error::kafka(format!("looking up {topic}"), e))?;
+    let partitions: Vec<i32> = metadata
+        .topics()
+        .iter()
+        .filter(|t| t.error().is_none())
+        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+        .collect();
+    if partitions.is_empty() {
+        return Err(Error::Config(format!(
+            "watch.{key} {topic} does not exist: create it (tidal topics apply creates {shipped}) or unset {key}"
+        )));
+    }
+    Ok(partitions)
 }
 
 /// `"6"` → 6; `"clear"`, empty or anything else → no override.
@@ -130,16 +143,7 @@ pub async fn run(config: &ScaleConfig, kafka_config: &KafkaConfig, shutdown: Arc
                 let producer: rdkafka::producer::ThreadedProducer<_> = kafka::plain_producer_config(kafka_config)?
                     .create()
                     .map_err(|e| Error::kafka("creating the decisions producer", e))?;
-                let metadata = producer
-                    .client()
-                    .fetch_metadata(Some(topic), Duration::from_secs(10))
-                    .map_err(|e| Error::kafka(format!("looking up {topic}"), e))?;
-                if metadata.topics().iter().any(|t| t.error().is_some() || t.partitions().is_empty()) {
-                    return Err(Error::Config(format!(
-                        "watch.decisions_topic {topic} does not exist: create it (tidal topics apply creates \
-                         tidal.scale.decisions) or unset decisions_topic"
-                    )));
-                }
+                require_topic(producer.client(), topic, "decisions_topic", "tidal.scale.decisions")?;
                 Some(producer)
             }
             None => None,

@@ -53,6 +53,8 @@ pub struct OcrPipeline {
     classifier: Option<Session>,
     recognizer: Session,
     alphabet: Alphabet,
+    /// Output tensor names of the detector, recogniser and classifier (their first output).
+    outputs: [String; 3],
 }
 
 /// A crop waiting for classification and recognition, and where it came from.
@@ -88,13 +90,17 @@ impl OcrPipeline {
             model_error(format!("{} has no 'character' metadata (its dictionary)", spec.recognizer.display()))
         })?;
         let alphabet = Alphabet::from_dictionary(&dictionary);
-        let no_output = [Some(&detector), Some(&recognizer), classifier.as_ref()]
-            .into_iter()
-            .flatten()
-            .any(|session| session.outputs().is_empty());
-        if no_output {
-            return Err(model_error("an OCR model file has no outputs; check the manifest's files".into()));
-        }
+        let first_output =
+            |session: Option<&Session>| -> Result<String> {
+                match session {
+                    None => Ok(String::new()),
+                    Some(session) => session.outputs().first().map(|o| o.name().to_string()).ok_or_else(|| {
+                        model_error("an OCR model file has no outputs; check the manifest's files".into())
+                    }),
+                }
+            };
+        let outputs =
+            [first_output(Some(&detector))?, first_output(Some(&recognizer))?, first_output(classifier.as_ref())?];
         Ok(OcrPipeline {
             name: manifest.name.clone(),
             version: manifest.version.clone(),
@@ -103,6 +109,7 @@ impl OcrPipeline {
             classifier,
             recognizer,
             alphabet,
+            outputs,
         })
     }
 
@@ -146,16 +153,8 @@ impl OcrPipeline {
         let (rw, rh) = detector_size(&self.spec, w, h);
         let resized = resize_linear(image, rw, rh).quantize();
         let mut tensor = Array4::<f32>::zeros((1, 3, rh, rw));
-        for y in 0..rh {
-            for x in 0..rw {
-                let p = resized.pixel(x, y);
-                for c in 0..3 {
-                    tensor[[0, c, y, x]] = (p[c] / 255.0 - 0.5) / 0.5;
-                }
-            }
-        }
-        let output = self.detector.outputs()[0].name().to_string();
-        let out = super::run_f32(&mut self.detector, &self.name, "x", tensor.view().into_dyn(), &[&output])?;
+        recognize::fill_normalized(&mut tensor, 0, &resized);
+        let out = super::run_f32(&mut self.detector, &self.name, "x", tensor.view().into_dyn(), &[&self.outputs[0]])?;
         let map = out[0].view();
         let shape = map.shape().to_vec();
         if shape.len() != 4 || shape[0] != 1 || shape[1] != 1 {
@@ -180,8 +179,7 @@ impl OcrPipeline {
         for run in order.chunks(self.spec.rec_batch) {
             let batch: Vec<&FloatImage> = run.iter().map(|&i| &crops[i].pixels).collect();
             let tensor = recognize::line_batch(&batch, CLS_WIDTH);
-            let output = session.outputs()[0].name().to_string();
-            let out = super::run_f32(session, &name, "x", tensor.view().into_dyn(), &[&output])?;
+            let out = super::run_f32(session, &name, "x", tensor.view().into_dyn(), &[&self.outputs[2]])?;
             let shape_error = || Error::Model {
                 model: name.clone(),
                 reason: format!("the classifier output has shape {:?}, expected [{}, 2]", out[0].shape(), run.len()),
@@ -210,8 +208,8 @@ impl OcrPipeline {
                 batch.iter().map(|c| recognize::aspect(c)).fold(MIN_LINE_WIDTH as f64 / LINE_HEIGHT as f64, f64::max);
             let width = (LINE_HEIGHT as f64 * widest) as usize;
             let tensor = recognize::line_batch(&batch, width);
-            let output = self.recognizer.outputs()[0].name().to_string();
-            let result = super::run_f32(&mut self.recognizer, &self.name, "x", tensor.view().into_dyn(), &[&output])?;
+            let result =
+                super::run_f32(&mut self.recognizer, &self.name, "x", tensor.view().into_dyn(), &[&self.outputs[1]])?;
             let probs = result[0].view().into_dimensionality::<Ix3>().map_err(|e| self.error(e.to_string()))?;
             if probs.shape()[0] != run.len() || probs.shape()[2] != self.alphabet.classes() {
                 return Err(self.error(format!(

@@ -55,16 +55,22 @@ pub fn line_batch(crops: &[&FloatImage], width: usize) -> Array4<f32> {
     for (n, crop) in crops.iter().enumerate() {
         let resized_width = scaled_width(crop, width);
         let resized = resize_linear(crop, resized_width, LINE_HEIGHT).quantize();
-        for y in 0..LINE_HEIGHT {
-            for x in 0..resized_width {
-                let p = resized.pixel(x, y);
-                for c in 0..3 {
-                    tensor[[n, c, y, x]] = (p[c] / 255.0 - 0.5) / 0.5;
-                }
+        fill_normalized(&mut tensor, n, &resized);
+    }
+    tensor
+}
+
+/// Writes `image` into batch row `n` of an NCHW tensor, scaled from 0..255 to ±1 (PP-OCR's
+/// normalisation); the tensor's area beyond the image keeps its values (zero padding).
+pub fn fill_normalized(tensor: &mut Array4<f32>, n: usize, image: &FloatImage) {
+    for y in 0..image.height {
+        for x in 0..image.width {
+            let p = image.pixel(x, y);
+            for c in 0..3 {
+                tensor[[n, c, y, x]] = (p[c] / 255.0 - 0.5) / 0.5;
             }
         }
     }
-    tensor
 }
 
 /// Width of a crop at height 48, capped at `max_width`.
