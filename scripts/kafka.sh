@@ -47,7 +47,13 @@ log4j.logger.kafka.server.BrokerServer=INFO
 L4J
   local java_opts=(-Xms256m -Xmx${TIDAL_KAFKA_HEAP:-512m} -XX:+UseG1GC -Djava.awt.headless=true
     "-Dlog4j.configuration=file:$state/log4j.properties" -cp "$KAFKA_LIBS/*")
-  local cluster_id; cluster_id="$(python3 -c 'import base64,uuid;print(base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("="))')"
+  # A KRaft cluster id is 16 random bytes in unpadded base64url (22 characters). One that starts
+  # with '-' would be read as an option by kafka-storage's argument parser, so draw again.
+  local cluster_id="-"
+  while [ "${cluster_id:0:1}" = "-" ]; do
+    cluster_id="$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n')"
+  done
+  [ "${#cluster_id}" -eq 22 ] || die "could not make a cluster id from /dev/urandom (got '$cluster_id')"
   java "${java_opts[@]}" kafka.tools.StorageTool format -t "$cluster_id" -c "$state/server.properties" --standalone \
     > "$state/format.log" 2>&1 || die "formatting Kafka's storage failed: $(tail -5 "$state/format.log")"
   nohup java "${java_opts[@]}" kafka.Kafka "$state/server.properties" > "$state/kafka.log" 2>&1 &
