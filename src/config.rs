@@ -28,6 +28,10 @@ pub struct ServeConfig {
     pub workers: usize,
     /// Pin each worker to its own core.
     pub pin_workers: bool,
+    /// `exactly-once` (default: results and offsets in one transaction) or `at-least-once`
+    /// (results flushed, then offsets committed: a crash in between redoes the batch, so a
+    /// reader may see a result twice). The second exists to measure what transactions cost.
+    pub delivery: Delivery,
     /// Models to serve, by manifest name (see `models/`).
     pub models: Vec<String>,
     /// Dedicated workers per model, e.g. `{ ocr = 2, sentiment = 1 }`. Empty (the default): every
@@ -48,6 +52,26 @@ pub struct ServeConfig {
     pub limits: Limits,
     pub metrics: MetricsConfig,
     pub faults: FaultInjection,
+}
+
+/// The delivery guarantee of results.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Delivery {
+    #[default]
+    ExactlyOnce,
+    AtLeastOnce,
+}
+
+impl std::str::FromStr for Delivery {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "exactly-once" => Ok(Delivery::ExactlyOnce),
+            "at-least-once" => Ok(Delivery::AtLeastOnce),
+            other => Err(Error::Config(format!("delivery = '{other}': use 'exactly-once' or 'at-least-once'"))),
+        }
+    }
 }
 
 /// Fault injection for tests and drills; everything off by default. Never set in production.
@@ -145,6 +169,7 @@ impl Default for ServeConfig {
             instance: None,
             workers: 0,
             pin_workers: true,
+            delivery: Delivery::default(),
             models: vec!["sentiment".into(), "face-match".into(), "ocr".into()],
             model_workers: BTreeMap::new(),
             manifest_dir: None,

@@ -32,6 +32,9 @@ pub enum Error {
     /// transaction; the worker rebuilds its clients.
     #[error("consumer of {transactional_id} is not a group member; rebuilding its clients")]
     NotGroupMember { transactional_id: String },
+    /// A benchmark step failed (a target did not start, or answered wrongly).
+    #[error("benchmark: {0}")]
+    Bench(String),
     /// A worker thread stopped with an error.
     #[error("worker {worker}: {reason}")]
     Worker { worker: usize, reason: String },

@@ -15,7 +15,9 @@
 //! | [`tools`] | `tidal produce` / `tidal consume`: small clients for demos and operators |
 //! | [`vision`] | image decoding, resizing, warping and geometry for the image models (pure) |
 //! | [`scale`] | the companion scaler: policies, damping, simulation |
+//! | [`bench`] | `tidal bench`: the limit, tidal and the baselines a user would run instead, in one run |
 
+pub mod bench;
 pub mod codec;
 pub mod config;
 pub mod error;

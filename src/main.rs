@@ -29,6 +29,12 @@ enum Command {
     /// The companion scaler: replica counts from lag and rate.
     #[command(subcommand)]
     Scale(ScaleCommand),
+    /// Measure the limit (model alone), tidal end to end (exactly-once and at-least-once,
+    /// capacity and latency under open-loop load) and the Python baselines, in one run; prints
+    /// the ratios and writes report.json and bench.png. scripts/bench.sh does the set-up.
+    ///
+    /// Example: tidal bench --brokers 127.0.0.1:9092 --python ~/.cache/tidal/venv/bin/python
+    Bench(Box<BenchArgs>),
     /// Show a consumer group's partitions: end offset, committed, lag, rate, owner.
     ///
     /// Example: tidal status --group tidal-tidal --watch
@@ -83,6 +89,59 @@ enum Command {
         #[arg(long)]
         headers: bool,
     },
+}
+
+/// `tidal bench` options.
+#[derive(Args)]
+struct BenchArgs {
+    #[command(flatten)]
+    brokers: BrokerArgs,
+    /// Length of each timed phase; capacity backlogs hold about this much work.
+    #[arg(long, default_value = "15s", value_parser = humantime::parse_duration)]
+    duration: Duration,
+    /// Most requests per batch (the limit runs at this batch size too).
+    #[arg(long, default_value_t = 32)]
+    max_batch: usize,
+    /// tidal worker threads (default: CPUs − 1).
+    #[arg(long, default_value_t = 0)]
+    workers: usize,
+    /// Do not pin tidal's workers (nor the limit's loop) to cores.
+    #[arg(long)]
+    no_pin: bool,
+    /// Open-loop loads, as percentages of tidal's measured capacity.
+    #[arg(long, value_delimiter = ',', default_value = "50,80,100")]
+    loads: Vec<f64>,
+    /// Python for the baselines (needs confluent-kafka, onnxruntime, tokenizers, flask,
+    /// gunicorn; scripts/bench.sh installs them). Without it the baselines are skipped.
+    #[arg(long)]
+    python: Option<PathBuf>,
+    /// Folder of the baseline scripts.
+    #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/baselines"))]
+    baselines: PathBuf,
+    /// Port of the REST baseline.
+    #[arg(long, default_value_t = 18765)]
+    rest_port: u16,
+    /// Concurrent clients when measuring REST's capacity.
+    #[arg(long, default_value_t = 4)]
+    rest_clients: usize,
+    /// REST client timeout per attempt.
+    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+    rest_timeout: Duration,
+    /// REST client retries after the first attempt (backoff 100 ms, doubling).
+    #[arg(long, default_value_t = 2)]
+    rest_retries: u32,
+    /// Load on REST (and on tidal, for comparison) as a multiple of REST's capacity.
+    #[arg(long, default_value_t = 1.5)]
+    rest_overload: f64,
+    /// Skip the at-least-once runs.
+    #[arg(long)]
+    skip_at_least_once: bool,
+    /// Folder for report.json, bench.png and the targets' logs.
+    #[arg(long, default_value = "bench-out")]
+    out: PathBuf,
+    /// Folder the model manifests' files resolve against.
+    #[arg(long, env = "TIDAL_MODEL_DIR")]
+    model_dir: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -195,6 +254,9 @@ struct ServeArgs {
     /// Do not pin workers to cores.
     #[arg(long)]
     no_pin: bool,
+    /// `exactly-once` (default) or `at-least-once` (no transactions; a crash can duplicate results).
+    #[arg(long, env = "TIDAL_DELIVERY")]
+    delivery: Option<tidal::config::Delivery>,
 }
 
 impl ServeArgs {
@@ -234,8 +296,45 @@ impl ServeArgs {
         if self.no_pin {
             config.pin_workers = false;
         }
+        if let Some(v) = self.delivery {
+            config.delivery = v;
+        }
         Ok(config)
     }
+}
+
+fn bench(args: BenchArgs) -> anyhow::Result<()> {
+    tidal::config::validate_brokers(&args.brokers.brokers)?;
+    if args.loads.iter().any(|l| !(1.0..=300.0).contains(l)) {
+        anyhow::bail!("--loads are percentages of capacity between 1 and 300, e.g. 50,80,100");
+    }
+    let mut serve = ServeConfig::default();
+    serve.model_dir = args.model_dir;
+    let config = tidal::bench::BenchConfig {
+        brokers: args.brokers.brokers,
+        duration: args.duration,
+        max_batch: args.max_batch,
+        workers: args.workers,
+        pin: !args.no_pin,
+        loads: args.loads.iter().map(|l| l / 100.0).collect(),
+        python: args.python,
+        baselines: args.baselines,
+        rest_port: args.rest_port,
+        rest_clients: args.rest_clients,
+        rest_policy: tidal::bench::ClientPolicy {
+            timeout: args.rest_timeout,
+            retries: args.rest_retries,
+            backoff: Duration::from_millis(100),
+        },
+        rest_overload: args.rest_overload,
+        skip_at_least_once: args.skip_at_least_once,
+        out: args.out.clone(),
+        serve,
+    };
+    let report = tidal::bench::run(&config)?;
+    println!("\n{}", report.table());
+    println!("report: {}  chart: {}", args.out.join("report.json").display(), args.out.join("bench.png").display());
+    Ok(())
 }
 
 fn kafka_config(brokers: &BrokerArgs) -> anyhow::Result<KafkaConfig> {
@@ -282,6 +381,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Status { brokers, group, topics, watch, interval } => {
             status(&brokers, &group, topics, watch, interval)
         }
+        Command::Bench(args) => bench(*args),
         Command::Scale(ScaleCommand::Simulate { config, trace, base_rate, out }) => {
             simulate(config, &trace, base_rate, &out)
         }

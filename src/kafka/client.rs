@@ -63,6 +63,14 @@ pub fn transactional_producer_config(kafka: &KafkaConfig, transactional_id: &str
     Ok(config)
 }
 
+/// A worker's producer in at-least-once mode: idempotent (no duplicates from its own retries),
+/// not transactional.
+pub fn idempotent_producer_config(kafka: &KafkaConfig, client_id: &str) -> Result<ClientConfig> {
+    let mut config = base_config(kafka, client_id)?;
+    config.set("enable.idempotence", "true").set("linger.ms", "1");
+    Ok(config)
+}
+
 /// A reader of results for tools and tests: `read_committed`, no group commits.
 pub fn read_committed_consumer_config(kafka: &KafkaConfig, group_id: &str) -> Result<ClientConfig> {
     let mut config = base_config(kafka, "tidal-reader")?;

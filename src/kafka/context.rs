@@ -1,10 +1,13 @@
-//! The worker consumer's context: counts rebalances (so the worker can drop a half-collected
-//! batch whose partitions moved) and turns librdkafka statistics into the per-partition lag gauge.
+//! The worker clients' contexts. The consumer's counts rebalances (so the worker can drop a
+//! half-collected batch whose partitions moved) and turns librdkafka statistics into the
+//! per-partition lag gauge; the producer's counts failed deliveries.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use rdkafka::client::ClientContext;
 use rdkafka::consumer::{BaseConsumer, ConsumerContext, Rebalance};
+use rdkafka::message::DeliveryResult;
+use rdkafka::producer::ProducerContext;
 use rdkafka::statistics::Statistics;
 
 use crate::metrics;
@@ -54,5 +57,32 @@ impl ConsumerContext for WorkerConsumerContext {
             }
         };
         metrics::rebalance(kind);
+    }
+}
+
+/// Context of a worker's producer: counts failed deliveries, which an at-least-once worker checks
+/// before committing offsets (a transactional producer learns of them from the commit instead).
+#[derive(Debug, Default)]
+pub struct WorkerProducerContext {
+    failed: AtomicU64,
+}
+
+impl WorkerProducerContext {
+    /// Deliveries that failed so far.
+    pub fn failed_deliveries(&self) -> u64 {
+        self.failed.load(Ordering::SeqCst)
+    }
+}
+
+impl ClientContext for WorkerProducerContext {}
+
+impl ProducerContext for WorkerProducerContext {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+        if let Err((e, _)) = result {
+            tracing::warn!(error = %e, "a record was not delivered");
+            self.failed.fetch_add(1, Ordering::SeqCst);
+        }
     }
 }

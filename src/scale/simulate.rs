@@ -252,7 +252,8 @@ pub fn write_chart(steps: &[Step], path: &Path, font: Option<&Path>) -> Result<(
     img.save(path).map_err(|e| Error::Io { path: path.into(), source: std::io::Error::other(e.to_string()) })
 }
 
-fn load_font(explicit: Option<&Path>) -> Option<ab_glyph::FontVec> {
+/// A TrueType font for chart labels: `explicit`, else DejaVu Sans (or Arial) from the usual paths.
+pub fn load_font(explicit: Option<&Path>) -> Option<ab_glyph::FontVec> {
     let candidates = [
         "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
         "/usr/share/fonts/TTF/DejaVuSans.ttf",

@@ -2,11 +2,14 @@
 //! are sent with the consumer's group metadata, and everything commits or nothing does.
 //! Error classes follow librdkafka: retriable → same call again; abortable → abort (the caller
 //! rewinds and redoes the batch); fatal → the caller rebuilds its clients.
+//!
+//! At-least-once mode writes the same records without a transaction, waits for every delivery,
+//! then commits the offsets; a failed delivery rewinds the batch instead (duplicates allowed).
 
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
-use rdkafka::consumer::{Consumer, ConsumerGroupMetadata};
+use rdkafka::consumer::{CommitMode, Consumer, ConsumerGroupMetadata};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, Producer};
@@ -14,6 +17,7 @@ use rdkafka::TopicPartitionList;
 
 use super::clients::Clients;
 use super::process::Produced;
+use crate::config::Delivery;
 use crate::error::{Error, Result};
 use crate::kafka::{classify, TxnStep};
 use crate::metrics;
@@ -38,6 +42,9 @@ pub fn commit_batch(
     timeout: Duration,
     delay_before_commit: Option<Duration>,
 ) -> Result<TxnOutcome> {
+    if clients.delivery == Delivery::AtLeastOnce {
+        return Ok(write_then_commit(clients, records, offsets, timeout));
+    }
     let started = Instant::now();
     let group = clients
         .consumer
@@ -81,6 +88,38 @@ fn write_and_commit(
         sleep(delay);
     }
     retry(|| producer.commit_transaction(timeout))
+}
+
+/// At-least-once: produce, wait for every delivery, then commit the offsets. A failed delivery
+/// (or a deadline passed with records in flight) reports `Aborted` so that the caller rewinds.
+fn write_then_commit(
+    clients: &Clients,
+    records: &[Produced],
+    offsets: &TopicPartitionList,
+    timeout: Duration,
+) -> TxnOutcome {
+    let started = Instant::now();
+    let failed_before = clients.producer.context().failed_deliveries();
+    for record in records {
+        if let Err(e) = send(clients, record) {
+            tracing::warn!(error = %e, "producing a result failed; the batch will be redone");
+            metrics::transaction("aborted", started.elapsed());
+            return TxnOutcome::Aborted;
+        }
+    }
+    wait_for_deliveries(clients, timeout);
+    if clients.producer.in_flight_count() > 0 || clients.producer.context().failed_deliveries() != failed_before {
+        tracing::warn!("some results were not delivered; the batch will be redone");
+        metrics::transaction("aborted", started.elapsed());
+        return TxnOutcome::Aborted;
+    }
+    if let Err(e) = clients.consumer.commit(offsets, CommitMode::Sync) {
+        // The results are written; the partition's next owner redoes the batch (a duplicate,
+        // which at-least-once allows).
+        tracing::warn!(error = %e, "committing offsets failed; the batch may be redone");
+    }
+    metrics::transaction("committed", started.elapsed());
+    TxnOutcome::Committed
 }
 
 /// Serves delivery reports until nothing is in flight. `commit_transaction` flushes too, but

@@ -1,0 +1,35 @@
+"""Baseline (a): the Python stream consumer a team would write instead of tidal — confluent-kafka
+consumer with auto-commit, per-message inference with onnxruntime, a result produced per request
+(at-least-once, no batching, no transactions), as in a Faust-style worker.
+
+Usage: stream_consumer.py BROKERS REQUEST_TOPIC RESULT_TOPIC GROUP MODEL_DIR"""
+import signal
+import sys
+
+from confluent_kafka import Consumer, Producer
+
+from sentiment_model import SentimentModel, answer
+
+
+def main():
+    brokers, request_topic, result_topic, group, model_dir = sys.argv[1:6]
+    model = SentimentModel(model_dir)
+    consumer = Consumer(
+        {"bootstrap.servers": brokers, "group.id": group, "auto.offset.reset": "earliest", "enable.auto.commit": True}
+    )
+    producer = Producer({"bootstrap.servers": brokers, "linger.ms": 1, "enable.idempotence": True})
+    running = [True]
+    signal.signal(signal.SIGTERM, lambda *_: running.__setitem__(0, False))
+    consumer.subscribe([request_topic])
+    while running[0]:
+        message = consumer.poll(0.1)
+        if message is None or message.error():
+            continue
+        producer.produce(result_topic, key=message.key(), value=answer(model, message.value()))
+        producer.poll(0)
+    producer.flush(10)
+    consumer.close()
+
+
+if __name__ == "__main__":
+    main()

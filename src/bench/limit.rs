@@ -1,0 +1,74 @@
+//! The limit: the model alone in a tight loop — tokenisation and ONNX Runtime with one intra-op
+//! thread, batches of `max_batch`, on the core a worker would own. No Kafka, no JSON.
+
+use std::time::{Duration, Instant};
+
+use indicatif::ProgressBar;
+
+use super::corpus;
+use super::measure::RunResult;
+use crate::codec::Input;
+use crate::config::ServeConfig;
+use crate::error::{Error, Result};
+use crate::models::{self, Manifest};
+
+/// Runs the sentiment model over batches of `batch` requests for `duration`, on core `core` when
+/// given (on its own thread, like a worker).
+pub fn measure(
+    config: &ServeConfig,
+    batch: usize,
+    duration: Duration,
+    core: Option<core_affinity::CoreId>,
+    progress: &ProgressBar,
+) -> Result<RunResult> {
+    models::init_onnxruntime(&config.onnxruntime_library())?;
+    let manifest = Manifest::find("sentiment", config.manifest_dir.as_deref())?;
+    let model_dir = config.model_dir();
+    let progress = progress.clone();
+    std::thread::scope(|scope| {
+        scope
+            .spawn(move || {
+                if let Some(core) = core {
+                    core_affinity::set_for_current(core);
+                }
+                let mut model = models::load(&manifest, &model_dir)?;
+                let mut seq = 0u64;
+                let mut next_batch = || {
+                    let inputs: Vec<Input> =
+                        (seq..seq + batch as u64).map(|s| Input::Text(corpus::text(s).into())).collect();
+                    seq += batch as u64;
+                    inputs
+                };
+                // Warm-up: the first runs allocate.
+                for _ in 0..3 {
+                    let inputs = next_batch();
+                    model.infer(&inputs.iter().collect::<Vec<_>>())?;
+                }
+                let start = Instant::now();
+                let mut done = 0u64;
+                let mut per_second = vec![0.0];
+                while start.elapsed() < duration {
+                    let inputs = next_batch();
+                    let outputs = model.infer(&inputs.iter().collect::<Vec<_>>())?;
+                    if outputs.len() != inputs.len() {
+                        return Err(Error::Bench(format!("the model answered {} of {}", outputs.len(), inputs.len())));
+                    }
+                    done += inputs.len() as u64;
+                    let second = start.elapsed().as_secs() as usize;
+                    per_second.resize(per_second.len().max(second + 1), 0.0);
+                    per_second[second] += inputs.len() as f64;
+                    progress.set_position(start.elapsed().as_millis() as u64);
+                }
+                Ok(RunResult {
+                    name: format!("limit (model alone, batch {batch})"),
+                    requests: done,
+                    results: done,
+                    throughput: done as f64 / start.elapsed().as_secs_f64(),
+                    per_second,
+                    ..RunResult::default()
+                })
+            })
+            .join()
+            .map_err(|_| Error::Bench("the model loop panicked".into()))?
+    })
+}

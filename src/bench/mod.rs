@@ -1,0 +1,247 @@
+//! `tidal bench`: in one run, on the same machine, model, broker and cores, measures
+//! - the **limit**: the model alone in a tight loop (what no pipeline can beat);
+//! - **tidal** end to end through the broker, exactly-once and at-least-once: capacity (a
+//!   backlog drained as fast as possible) and latency at fixed open-loop loads;
+//! - the **baselines** a team would run instead, with the same model file: a Python stream
+//!   consumer (confluent-kafka + onnxruntime, one message at a time) and a Python REST endpoint
+//!   (Flask behind gunicorn) driven by clients with timeouts and retries;
+//!
+//! then prints every run and the ratios tidal is held to, and writes `report.json` and
+//! `bench.png`. Each target runs as its own process; tidal's workers pin themselves as in
+//! production, the Python targets run as a user would start them.
+
+mod corpus;
+mod kafka_load;
+mod limit;
+mod measure;
+mod processes;
+mod report;
+mod rest;
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::config::{Delivery, KafkaConfig, ServeConfig};
+use crate::error::{Error, Result};
+use kafka_load::{RequestProducer, ResultReader};
+pub use measure::{Percentiles, RunResult};
+pub use report::Report;
+pub use rest::ClientPolicy;
+
+/// Partitions of each benchmark topic (more than any worker count measured here).
+const PARTITIONS: i32 = 4;
+
+/// What to measure and how hard.
+#[derive(Debug, Clone)]
+pub struct BenchConfig {
+    pub brokers: String,
+    /// Length of each timed phase (each capacity backlog holds about this much work).
+    pub duration: Duration,
+    pub max_batch: usize,
+    pub workers: usize,
+    pub pin: bool,
+    /// Open-loop loads as fractions of the measured capacity.
+    pub loads: Vec<f64>,
+    /// Python with confluent-kafka, onnxruntime, tokenizers, flask and gunicorn; `None` skips
+    /// the baselines.
+    pub python: Option<PathBuf>,
+    /// Folder of the baseline scripts (`benches/baselines`).
+    pub baselines: PathBuf,
+    pub rest_port: u16,
+    pub rest_clients: usize,
+    pub rest_policy: ClientPolicy,
+    /// Load on REST (and on tidal, for the comparison) as a multiple of REST's capacity.
+    pub rest_overload: f64,
+    /// Skip the at-least-once runs.
+    pub skip_at_least_once: bool,
+    /// Where report.json, bench.png and the targets' logs go.
+    pub out: PathBuf,
+    /// Model location and the rest of the processor's settings.
+    pub serve: ServeConfig,
+}
+
+fn bar(len: u64, message: String) -> ProgressBar {
+    let bar = ProgressBar::new(len.max(1));
+    if let Ok(style) = ProgressStyle::with_template("{msg:<46} [{bar:30}] {percent:>3}% {elapsed_precise}") {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar.set_message(message);
+    bar
+}
+
+fn timed_bar(duration: Duration, message: String) -> ProgressBar {
+    bar(duration.as_millis() as u64, message)
+}
+
+/// Runs every phase and returns the report (also written to `config.out`).
+pub fn run(config: &BenchConfig) -> Result<Report> {
+    std::fs::create_dir_all(&config.out).map_err(|e| Error::Io { path: config.out.clone(), source: e })?;
+    let kafka = KafkaConfig { brokers: config.brokers.clone(), ..KafkaConfig::default() };
+    let nonce = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let cores = core_affinity::get_core_ids().unwrap_or_default();
+    // The core tidal's first worker pins itself to (core 0 stays with the OS).
+    let worker_core = (config.pin && !cores.is_empty()).then(|| cores[1 % cores.len()]);
+    let mut report = Report::default();
+
+    let progress = timed_bar(config.duration, format!("limit: model alone, batch {}", config.max_batch));
+    let limit = limit::measure(&config.serve, config.max_batch, config.duration, worker_core, &progress)?;
+    progress.finish();
+    let short = config.duration / 3;
+    let progress = timed_bar(short, "limit: model alone, batch 1".into());
+    report.limit_batch1 = Some(limit::measure(&config.serve, 1, short, worker_core, &progress)?);
+    progress.finish();
+    let backlog = ((limit.throughput * config.duration.as_secs_f64()) as u64).max(200);
+    report.limit = Some(limit);
+
+    if let Some(python) = &config.python {
+        rest_phase(config, python, &mut report)?;
+        python_stream_phase(config, &kafka, python, nonce, &mut report)?;
+    }
+    let rest_overload_rate = report.rest_overload.as_ref().and_then(|r| r.offered);
+    for delivery in [Delivery::ExactlyOnce, Delivery::AtLeastOnce] {
+        if delivery == Delivery::AtLeastOnce && config.skip_at_least_once {
+            continue;
+        }
+        let extra = if delivery == Delivery::ExactlyOnce { rest_overload_rate } else { None };
+        tidal_phase(config, &kafka, delivery, backlog, extra, nonce, &mut report)?;
+    }
+
+    report.write_json(&config.out)?;
+    let font = crate::scale::simulate::load_font(None);
+    report.write_chart(&config.out, font.as_ref())?;
+    Ok(report)
+}
+
+fn rest_phase(config: &BenchConfig, python: &std::path::Path, report: &mut Report) -> Result<()> {
+    let _server =
+        processes::start_rest(python, &config.baselines, config.rest_port, &config.serve.model_dir(), &config.out)?;
+    let url = format!("http://127.0.0.1:{}/predict", config.rest_port);
+    let progress = timed_bar(config.duration, format!("REST: capacity, {} clients", config.rest_clients));
+    let capacity = rest::closed_loop(&url, config.rest_clients, config.duration, &progress)?;
+    progress.finish();
+    let rate = capacity.throughput * config.rest_overload;
+    let progress = timed_bar(config.duration, format!("REST: open loop at {:.1}x capacity", config.rest_overload));
+    let mut overload = rest::open_loop(&url, rate, config.duration, config.rest_policy, 1 << 40, &progress)?;
+    progress.finish();
+    overload.name = format!("REST at {:.1}x capacity ({rate:.0}/s)", config.rest_overload);
+    report.rest_capacity = Some(capacity);
+    report.rest_overload = Some(overload);
+    Ok(())
+}
+
+fn python_stream_phase(
+    config: &BenchConfig,
+    kafka: &KafkaConfig,
+    python: &std::path::Path,
+    nonce: u64,
+    report: &mut Report,
+) -> Result<()> {
+    let prefix = format!("bench-{nonce}-python");
+    let (requests, results) = (format!("{prefix}.requests"), format!("{prefix}.results"));
+    kafka_load::create_topics(kafka, &[&requests, &results], PARTITIONS)?;
+    // About `duration` of work at the REST capacity (the same per-request Python path).
+    let rate = report.rest_capacity.as_ref().map_or(100.0, |r| r.throughput.max(10.0));
+    let n = ((rate * config.duration.as_secs_f64()) as u64).max(200);
+    let producer = RequestProducer::new(kafka, &requests)?;
+    let progress = bar(n, "Python stream: producing the backlog".into());
+    producer.backlog(0..n, &progress)?;
+    progress.finish();
+    let mut reader = ResultReader::start(kafka, &results, &format!("{prefix}-reader"))?;
+    let (_consumer, log) = processes::start_python_stream(
+        python,
+        &config.baselines,
+        &config.brokers,
+        (&requests, &results),
+        &config.serve.model_dir(),
+        &config.out,
+    )?;
+    let progress = bar(n, "Python stream: draining the backlog".into());
+    let deadline = Instant::now() + Duration::from_secs_f64(n as f64 / 5.0 + 60.0);
+    let arrivals = reader.gather(0..n, deadline, &progress);
+    progress.finish();
+    let run = arrivals.backlog_result("Python stream consumer (capacity)", n);
+    if run.results < n {
+        return Err(Error::Bench(format!(
+            "the Python stream consumer answered {} of {n} requests; see {}",
+            run.results,
+            log.display()
+        )));
+    }
+    report.python_stream = Some(run);
+    Ok(())
+}
+
+fn tidal_phase(
+    config: &BenchConfig,
+    kafka: &KafkaConfig,
+    delivery: Delivery,
+    backlog: u64,
+    extra_rate: Option<f64>,
+    nonce: u64,
+    report: &mut Report,
+) -> Result<()> {
+    let mode = match delivery {
+        Delivery::ExactlyOnce => "exactly-once",
+        Delivery::AtLeastOnce => "at-least-once",
+    };
+    let prefix = format!("bench-{nonce}-{mode}");
+    let (requests, results, dlq) =
+        (format!("{prefix}.requests.sentiment"), format!("{prefix}.results.sentiment"), format!("{prefix}.dlq"));
+    kafka_load::create_topics(kafka, &[&requests, &results, &dlq], PARTITIONS)?;
+    let producer = RequestProducer::new(kafka, &requests)?;
+    let progress = bar(backlog, format!("tidal {mode}: producing the backlog"));
+    producer.backlog(0..backlog, &progress)?;
+    progress.finish();
+    let mut reader = ResultReader::start(kafka, &results, &format!("{prefix}-reader"))?;
+    let target = processes::TidalTarget {
+        brokers: &config.brokers,
+        prefix: &prefix,
+        delivery,
+        workers: config.workers,
+        pin: config.pin,
+        max_batch: config.max_batch,
+        out: &config.out,
+    };
+    let (mut tidal, log) = processes::start_tidal(&target)?;
+    let progress = bar(backlog, format!("tidal {mode}: draining the backlog"));
+    let deadline = Instant::now() + Duration::from_secs_f64(backlog as f64 / 5.0 + 60.0);
+    let arrivals = reader.gather(0..backlog, deadline, &progress);
+    progress.finish();
+    tidal.check_running(&log)?;
+    let capacity = arrivals.backlog_result(&format!("tidal {mode} (capacity)"), backlog);
+    if capacity.results < backlog {
+        return Err(Error::Bench(format!("tidal answered {} of {backlog}; see {}", capacity.results, log.display())));
+    }
+    let mut next = backlog;
+    let mut loads: Vec<(String, f64)> =
+        config.loads.iter().map(|f| (format!("tidal {mode} {:.0}%", f * 100.0), f * capacity.throughput)).collect();
+    if let Some(rate) = extra_rate {
+        loads.push((format!("tidal {mode} at the REST overload ({rate:.0}/s)"), rate));
+    }
+    for (index, (name, rate)) in loads.iter().enumerate() {
+        let n = ((rate * config.duration.as_secs_f64()) as u64).max(1);
+        let progress = timed_bar(config.duration, format!("{name}: open loop {rate:.0}/s"));
+        progress.set_length(n);
+        let scheduled = producer.open_loop(next..next + n, *rate, &progress)?;
+        progress.finish();
+        let progress = bar(n, format!("{name}: waiting for the answers"));
+        let deadline = Instant::now() + config.duration.max(Duration::from_secs(30));
+        let arrivals = reader.gather(next..next + n, deadline, &progress);
+        progress.finish();
+        let run = arrivals.open_loop_result(name, next, &scheduled, *rate);
+        next += n;
+        if extra_rate.is_some() && index == loads.len() - 1 {
+            report.tidal_at_rest_overload = Some(run);
+        } else {
+            report.latency.push(run);
+        }
+    }
+    tidal.check_running(&log)?;
+    match delivery {
+        Delivery::ExactlyOnce => report.exactly_once = Some(capacity),
+        Delivery::AtLeastOnce => report.at_least_once = Some(capacity),
+    }
+    Ok(())
+}

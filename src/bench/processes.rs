@@ -1,0 +1,129 @@
+//! The targets as child processes: `tidal serve` (this very binary), the Python stream consumer
+//! and the Python REST server. Each is stopped (SIGTERM, then SIGKILL) when its guard drops.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+use crate::config::Delivery;
+use crate::error::{Error, Result};
+
+/// A running child process, stopped on drop.
+pub struct ChildGuard {
+    child: Child,
+    what: String,
+}
+
+impl ChildGuard {
+    fn spawn(mut command: Command, what: &str, log: &Path) -> Result<Self> {
+        let file = File::create(log).map_err(|e| Error::Io { path: log.into(), source: e })?;
+        let stderr = file.try_clone().map_err(|e| Error::Io { path: log.into(), source: e })?;
+        command.stdout(Stdio::from(file)).stderr(Stdio::from(stderr)).stdin(Stdio::null());
+        let child = command.spawn().map_err(|e| Error::Bench(format!("cannot start {what}: {e}")))?;
+        Ok(ChildGuard { child, what: what.to_string() })
+    }
+
+    /// Fails if the process has already exited (with where to look).
+    pub fn check_running(&mut self, log: &Path) -> Result<()> {
+        match self.child.try_wait() {
+            Ok(None) => Ok(()),
+            Ok(Some(status)) => {
+                Err(Error::Bench(format!("{} exited early ({status}); see {}", self.what, log.display())))
+            }
+            Err(e) => Err(Error::Bench(format!("cannot check on {}: {e}", self.what))),
+        }
+    }
+}
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let until = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < until {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// How to start `tidal serve` for one target.
+pub struct TidalTarget<'a> {
+    pub brokers: &'a str,
+    pub prefix: &'a str,
+    pub delivery: Delivery,
+    pub workers: usize,
+    pub pin: bool,
+    pub max_batch: usize,
+    pub out: &'a Path,
+}
+
+/// Starts `tidal serve` for the sentiment model with topics `<prefix>.requests.sentiment` →
+/// `<prefix>.results.sentiment`.
+pub fn start_tidal(target: &TidalTarget<'_>) -> Result<(ChildGuard, PathBuf)> {
+    let exe = std::env::current_exe().map_err(|e| Error::Bench(format!("cannot find the tidal executable: {e}")))?;
+    let config = target.out.join(format!("{}.toml", target.prefix));
+    let delivery = match target.delivery {
+        Delivery::ExactlyOnce => "exactly-once",
+        Delivery::AtLeastOnce => "at-least-once",
+    };
+    let prefix = target.prefix;
+    let text = format!(
+        "app = \"{prefix}\"\nmodels = [\"sentiment\"]\nworkers = {}\npin_workers = {}\ndelivery = \"{delivery}\"\n\
+         [batch]\nmax_batch = {}\n[metrics]\nlisten = \"\"\n[topics]\nrequest_prefix = \"{prefix}.requests.\"\n\
+         result_prefix = \"{prefix}.results.\"\ndead_letter = \"{prefix}.dlq\"\n",
+        target.workers, target.pin, target.max_batch
+    );
+    std::fs::write(&config, text).map_err(|e| Error::Io { path: config.clone(), source: e })?;
+    let log = target.out.join(format!("{prefix}.log"));
+    let mut command = Command::new(exe);
+    command.args(["serve", "--config"]).arg(&config).args(["--brokers", target.brokers]);
+    Ok((ChildGuard::spawn(command, "tidal serve", &log)?, log))
+}
+
+/// Starts the Python stream consumer baseline.
+pub fn start_python_stream(
+    python: &Path,
+    baselines: &Path,
+    brokers: &str,
+    topics: (&str, &str),
+    model_dir: &Path,
+    out: &Path,
+) -> Result<(ChildGuard, PathBuf)> {
+    let log = out.join("python-stream.log");
+    let mut command = Command::new(python);
+    command
+        .current_dir(baselines)
+        .arg("stream_consumer.py")
+        .args([brokers, topics.0, topics.1, "bench-python-stream"])
+        .arg(model_dir);
+    Ok((ChildGuard::spawn(command, "the Python stream consumer", &log)?, log))
+}
+
+/// Starts the REST baseline (gunicorn, one sync worker) on `port` and waits until it answers.
+pub fn start_rest(python: &Path, baselines: &Path, port: u16, model_dir: &Path, out: &Path) -> Result<ChildGuard> {
+    let log = out.join("python-rest.log");
+    let mut command = Command::new(python);
+    command
+        .current_dir(baselines)
+        .args(["-m", "gunicorn", "--workers", "1", "--backlog", "2048", "--bind"])
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("rest_server:app")
+        .env("TIDAL_MODEL_DIR", model_dir);
+    let mut guard = ChildGuard::spawn(command, "the REST baseline (gunicorn)", &log)?;
+    let until = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < until {
+        guard.check_running(&log)?;
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return Ok(guard);
+        }
+        sleep(Duration::from_millis(200));
+    }
+    Err(Error::Bench(format!("the REST baseline did not listen on port {port} within 60 s; see {}", log.display())))
+}

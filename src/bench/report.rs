@@ -1,0 +1,221 @@
+//! The benchmark's report: every run in one table, the ratios the product is held to, a JSON
+//! file for tooling, and a PNG chart (answers per second over time; latency percentiles).
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use ab_glyph::FontVec;
+use image::{Rgb, RgbImage};
+use imageproc::drawing::{draw_filled_rect_mut, draw_line_segment_mut, draw_text_mut};
+use imageproc::rect::Rect;
+use serde::Serialize;
+
+use super::measure::RunResult;
+use crate::error::{Error, Result};
+
+/// Everything one `tidal bench` measured.
+#[derive(Debug, Default, Serialize)]
+pub struct Report {
+    pub limit: Option<RunResult>,
+    pub limit_batch1: Option<RunResult>,
+    pub rest_capacity: Option<RunResult>,
+    pub rest_overload: Option<RunResult>,
+    pub python_stream: Option<RunResult>,
+    pub exactly_once: Option<RunResult>,
+    pub at_least_once: Option<RunResult>,
+    /// Open-loop runs at fractions of capacity, both delivery modes.
+    pub latency: Vec<RunResult>,
+    /// tidal (exactly-once) offered the load that overloads REST.
+    pub tidal_at_rest_overload: Option<RunResult>,
+}
+
+/// One ratio with its target.
+#[derive(Debug, Serialize)]
+pub struct Ratio {
+    pub name: &'static str,
+    pub value: f64,
+    pub target: f64,
+}
+
+impl Report {
+    fn runs(&self) -> Vec<&RunResult> {
+        [&self.limit, &self.limit_batch1, &self.rest_capacity, &self.rest_overload, &self.python_stream]
+            .into_iter()
+            .chain([&self.exactly_once, &self.at_least_once])
+            .flatten()
+            .chain(self.latency.iter())
+            .chain(self.tidal_at_rest_overload.iter())
+            .collect()
+    }
+
+    /// The ratios that can be computed from the runs made.
+    pub fn ratios(&self) -> Vec<Ratio> {
+        let rate = |r: &Option<RunResult>| r.as_ref().map(|r| r.throughput).filter(|t| *t > 0.0);
+        let mut ratios = Vec::new();
+        let mut add = |name, a: Option<f64>, b: Option<f64>, target| {
+            if let (Some(a), Some(b)) = (a, b) {
+                ratios.push(Ratio { name, value: a / b, target });
+            }
+        };
+        add("tidal exactly-once / limit", rate(&self.exactly_once), rate(&self.limit), 0.95);
+        add("exactly-once / at-least-once", rate(&self.exactly_once), rate(&self.at_least_once), 0.95);
+        add("tidal / Python stream consumer", rate(&self.exactly_once), rate(&self.python_stream), 1.4);
+        add("tidal / REST at 1.5x its capacity", rate(&self.tidal_at_rest_overload), rate(&self.rest_overload), 2.0);
+        ratios
+    }
+
+    /// The report as text: runs, then ratios.
+    pub fn table(&self) -> String {
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "{:<44} {:>8} {:>8} {:>8} {:>5} {:>6} {:>8} {:>8} {:>8} {:>8}",
+            "run", "offered", "requests", "answered", "dup", "errors", "req/s", "p50 ms", "p95 ms", "p99 ms"
+        );
+        for run in self.runs() {
+            let offered = run.offered.map_or("-".into(), |o| format!("{o:.0}"));
+            let (p50, p95, p99) =
+                run.latency_ms.map_or(("-".into(), "-".into(), "-".into()), |l| (ms(l.p50), ms(l.p95), ms(l.p99)));
+            let _ = writeln!(
+                out,
+                "{:<44} {:>8} {:>8} {:>8} {:>5} {:>6} {:>8.1} {:>8} {:>8} {:>8}",
+                run.name, offered, run.requests, run.results, run.duplicates, run.errors, run.throughput, p50, p95, p99
+            );
+        }
+        let _ = writeln!(out, "\n{:<44} {:>8} {:>8}  ", "ratio", "value", "target");
+        for ratio in self.ratios() {
+            let verdict = if ratio.value >= ratio.target { "met" } else { "MISSED" };
+            let _ = writeln!(out, "{:<44} {:>8.2} {:>7.2}x  {verdict}", ratio.name, ratio.value, ratio.target);
+        }
+        out
+    }
+
+    /// Writes `report.json` (runs and ratios) into `dir`.
+    pub fn write_json(&self, dir: &Path) -> Result<()> {
+        let path = dir.join("report.json");
+        let value = serde_json::json!({ "report": self, "ratios": self.ratios() });
+        let text = serde_json::to_string_pretty(&value).unwrap_or_default();
+        std::fs::write(&path, text).map_err(|e| Error::Io { path, source: e })
+    }
+
+    /// Writes `bench.png` into `dir`: answers per second over time for the throughput runs, and
+    /// latency percentiles (log scale) for the open-loop runs.
+    pub fn write_chart(&self, dir: &Path, font: Option<&FontVec>) -> Result<()> {
+        let (width, height) = (1200u32, 900u32);
+        let mut img = RgbImage::from_pixel(width, height, Rgb([255, 255, 255]));
+        let series: Vec<&RunResult> = [
+            &self.limit,
+            &self.exactly_once,
+            &self.at_least_once,
+            &self.python_stream,
+            &self.rest_overload,
+            &self.tidal_at_rest_overload,
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        draw_throughput(&mut img, &series, (70, 50, width - 260, 380), font);
+        let open: Vec<&RunResult> = self.latency.iter().chain(&self.rest_overload).collect();
+        draw_latency(&mut img, &open, (70, 500, width - 40, 820), font);
+        let path = dir.join("bench.png");
+        img.save(&path).map_err(|e| Error::Io { path, source: std::io::Error::other(e.to_string()) })
+    }
+}
+
+fn ms(v: f64) -> String {
+    if v >= 100.0 {
+        format!("{v:.0}")
+    } else {
+        format!("{v:.1}")
+    }
+}
+
+const PALETTE: [Rgb<u8>; 8] = [
+    Rgb([0, 0, 0]),
+    Rgb([31, 119, 180]),
+    Rgb([44, 160, 44]),
+    Rgb([255, 127, 14]),
+    Rgb([214, 39, 40]),
+    Rgb([148, 103, 189]),
+    Rgb([140, 86, 75]),
+    Rgb([23, 190, 207]),
+];
+
+fn text(img: &mut RgbImage, font: Option<&FontVec>, x: i32, y: i32, size: f32, colour: Rgb<u8>, s: &str) {
+    if let Some(font) = font {
+        draw_text_mut(img, colour, x, y, size, font, s);
+    }
+}
+
+/// Lines of answers per second against seconds since each run started.
+fn draw_throughput(img: &mut RgbImage, runs: &[&RunResult], frame: (u32, u32, u32, u32), font: Option<&FontVec>) {
+    let (left, top, right, bottom) = (frame.0 as f32, frame.1 as f32, frame.2 as f32, frame.3 as f32);
+    let grey = Rgb([160, 160, 160]);
+    draw_line_segment_mut(img, (left, top), (left, bottom), grey);
+    draw_line_segment_mut(img, (left, bottom), (right, bottom), grey);
+    let max_y = runs.iter().flat_map(|r| r.per_second.iter()).fold(1.0f64, |a, &b| a.max(b)) * 1.1;
+    let max_x = runs.iter().map(|r| r.per_second.len()).max().unwrap_or(1).max(2) as f64;
+    let x = |t: f64| left + (right - left) * (t / max_x) as f32;
+    let y = |v: f64| bottom - (bottom - top) * (v / max_y) as f32;
+    for (i, run) in runs.iter().enumerate() {
+        let colour = PALETTE[i % PALETTE.len()];
+        // The last second is partial: leave it out.
+        let full = &run.per_second[..run.per_second.len().saturating_sub(1)];
+        for (t, pair) in full.windows(2).enumerate() {
+            let (a, b) = (x(t as f64 + 0.5), x(t as f64 + 1.5));
+            draw_line_segment_mut(img, (a, y(pair[0])), (b, y(pair[1])), colour);
+            draw_line_segment_mut(img, (a, y(pair[0]) - 1.0), (b, y(pair[1]) - 1.0), colour);
+        }
+        text(img, font, frame.2 as i32 + 12, frame.1 as i32 + 22 * i as i32, 15.0, colour, &run.name);
+    }
+    let black = Rgb([0, 0, 0]);
+    text(img, font, frame.0 as i32, frame.1 as i32 - 32, 20.0, black, "answers per second, each run from its start");
+    text(img, font, 4, frame.1 as i32, 14.0, black, &format!("{:.0}", max_y / 1.1));
+    text(img, font, 4, frame.3 as i32 - 14, 14.0, black, "0");
+    text(img, font, frame.2 as i32 - 40, frame.3 as i32 + 6, 14.0, black, &format!("{max_x:.0} s"));
+}
+
+/// Grouped bars: p50, p95, p99 per run, on a log scale from 1 ms.
+fn draw_latency(img: &mut RgbImage, runs: &[&RunResult], frame: (u32, u32, u32, u32), font: Option<&FontVec>) {
+    let (left, top, right, bottom) = frame;
+    let black = Rgb([0, 0, 0]);
+    let grey = Rgb([160, 160, 160]);
+    draw_line_segment_mut(img, (left as f32, top as f32), (left as f32, bottom as f32), grey);
+    draw_line_segment_mut(img, (left as f32, bottom as f32), (right as f32, bottom as f32), grey);
+    text(
+        img,
+        font,
+        left as i32,
+        top as i32 - 36,
+        20.0,
+        black,
+        "latency, produce to committed answer (ms, log scale): p50 p95 p99",
+    );
+    let max_ms = runs.iter().filter_map(|r| r.latency_ms).map(|l| l.p99).fold(10.0f64, f64::max);
+    let decades = max_ms.log10().ceil().max(1.0);
+    let height = f64::from(bottom - top);
+    let y = |v: f64| bottom as f64 - height * (v.max(1.0).log10() / decades);
+    for d in 0..=decades as i32 {
+        let at = y(10f64.powi(d)) as f32;
+        draw_line_segment_mut(img, (left as f32 - 4.0, at), (right as f32, at), Rgb([230, 230, 230]));
+        text(img, font, 4, at as i32 - 8, 14.0, black, &format!("{}", 10u64.pow(d as u32)));
+    }
+    let slot = (right - left) / runs.len().max(1) as u32;
+    for (i, run) in runs.iter().enumerate() {
+        let Some(l) = run.latency_ms else { continue };
+        let x0 = left + i as u32 * slot + slot / 8;
+        let bar = (slot * 3 / 4) / 3;
+        for (k, v) in [l.p50, l.p95, l.p99].into_iter().enumerate() {
+            let top_px = y(v) as i32;
+            let h = (bottom as i32 - top_px).max(1) as u32;
+            let colour = PALETTE[k + 1];
+            draw_filled_rect_mut(
+                img,
+                Rect::at((x0 + k as u32 * bar) as i32, top_px).of_size(bar.max(2) - 1, h),
+                colour,
+            );
+        }
+        let label: String = run.name.replace("tidal ", "").chars().take(22).collect();
+        text(img, font, x0 as i32, bottom as i32 + 6, 13.0, black, &label);
+    }
+}
