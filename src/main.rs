@@ -308,8 +308,7 @@ fn bench(args: BenchArgs) -> anyhow::Result<()> {
     if args.loads.iter().any(|l| !(1.0..=300.0).contains(l)) {
         anyhow::bail!("--loads are percentages of capacity between 1 and 300, e.g. 50,80,100");
     }
-    let mut serve = ServeConfig::default();
-    serve.model_dir = args.model_dir;
+    let serve = ServeConfig { model_dir: args.model_dir, ..ServeConfig::default() };
     let config = tidal::bench::BenchConfig {
         brokers: args.brokers.brokers,
         duration: args.duration,

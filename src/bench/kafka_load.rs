@@ -2,6 +2,7 @@
 //! fixed rate (each request's scheduled send time kept, so queueing behind a slow target counts
 //! in its latency), and a `read_committed` reader that timestamps every answer.
 
+use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::ops::Range;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -16,6 +17,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::Message;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::{Offset, TopicPartitionList};
 
 use super::corpus;
 use super::measure::{self, RunResult};
@@ -164,11 +166,21 @@ pub struct ResultReader {
 }
 
 impl ResultReader {
-    pub fn start(brokers: &KafkaConfig, topic: &str, group: &str) -> Result<Self> {
+    /// Reads every partition of `topic` from its beginning. Partitions are assigned, not
+    /// subscribed, so the reader is live at once (a group join would take seconds and make the
+    /// first answers look late), and fetches return within 5 ms of a commit.
+    pub fn start(brokers: &KafkaConfig, topic: &str, partitions: i32, group: &str) -> Result<Self> {
         let consumer: BaseConsumer = kafka::read_committed_consumer_config(brokers, group)?
+            .set("fetch.wait.max.ms", "5")
             .create()
             .map_err(|e| Error::kafka("creating the benchmark reader", e))?;
-        consumer.subscribe(&[topic]).map_err(|e| Error::kafka(format!("subscribing to {topic}"), e))?;
+        let mut assignment = TopicPartitionList::new();
+        for partition in 0..partitions {
+            assignment
+                .add_partition_offset(topic, partition, Offset::Beginning)
+                .map_err(|e| Error::kafka(format!("assigning {topic}[{partition}]"), e))?;
+        }
+        consumer.assign(&assignment).map_err(|e| Error::kafka(format!("assigning {topic}"), e))?;
         let (sender, arrivals) = mpsc::channel();
         let stop = Arc::new(AtomicBool::new(false));
         let stopping = Arc::clone(&stop);
@@ -205,11 +217,14 @@ impl ResultReader {
             let Ok((seq, at)) = self.arrivals.recv_timeout(left.min(Duration::from_millis(200))) else { continue };
             if !seqs.contains(&seq) {
                 self.stray.entry(seq).or_insert(at);
-            } else if arrivals.at.contains_key(&seq) {
-                arrivals.duplicates += 1;
-            } else {
-                arrivals.at.insert(seq, at);
-                progress.inc(1);
+                continue;
+            }
+            match arrivals.at.entry(seq) {
+                Entry::Occupied(_) => arrivals.duplicates += 1,
+                Entry::Vacant(slot) => {
+                    slot.insert(at);
+                    progress.inc(1);
+                }
             }
         }
         // Anything already delivered beyond the last answer counts too (late duplicates).

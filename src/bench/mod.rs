@@ -118,6 +118,9 @@ fn rest_phase(config: &BenchConfig, python: &std::path::Path, report: &mut Repor
     let _server =
         processes::start_rest(python, &config.baselines, config.rest_port, &config.serve.model_dir(), &config.out)?;
     let url = format!("http://127.0.0.1:{}/predict", config.rest_port);
+    // Warm-up (the first runs of a session allocate), not measured.
+    let warm_up = Duration::from_secs(2);
+    rest::closed_loop(&url, config.rest_clients, warm_up, &timed_bar(warm_up, "REST: warm-up".into()))?;
     let progress = timed_bar(config.duration, format!("REST: capacity, {} clients", config.rest_clients));
     let capacity = rest::closed_loop(&url, config.rest_clients, config.duration, &progress)?;
     progress.finish();
@@ -148,7 +151,7 @@ fn python_stream_phase(
     let progress = bar(n, "Python stream: producing the backlog".into());
     producer.backlog(0..n, &progress)?;
     progress.finish();
-    let mut reader = ResultReader::start(kafka, &results, &format!("{prefix}-reader"))?;
+    let mut reader = ResultReader::start(kafka, &results, PARTITIONS, &format!("{prefix}-reader"))?;
     let (_consumer, log) = processes::start_python_stream(
         python,
         &config.baselines,
@@ -194,7 +197,7 @@ fn tidal_phase(
     let progress = bar(backlog, format!("tidal {mode}: producing the backlog"));
     producer.backlog(0..backlog, &progress)?;
     progress.finish();
-    let mut reader = ResultReader::start(kafka, &results, &format!("{prefix}-reader"))?;
+    let mut reader = ResultReader::start(kafka, &results, PARTITIONS, &format!("{prefix}-reader"))?;
     let target = processes::TidalTarget {
         brokers: &config.brokers,
         prefix: &prefix,

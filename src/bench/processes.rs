@@ -117,13 +117,26 @@ pub fn start_rest(python: &Path, baselines: &Path, port: u16, model_dir: &Path, 
         .arg("rest_server:app")
         .env("TIDAL_MODEL_DIR", model_dir);
     let mut guard = ChildGuard::spawn(command, "the REST baseline (gunicorn)", &log)?;
+    // gunicorn listens before its worker has loaded the app: wait for an answer from the app.
     let until = Instant::now() + Duration::from_secs(60);
     while Instant::now() < until {
         guard.check_running(&log)?;
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+        if health_ok(port) {
             return Ok(guard);
         }
         sleep(Duration::from_millis(200));
     }
-    Err(Error::Bench(format!("the REST baseline did not listen on port {port} within 60 s; see {}", log.display())))
+    Err(Error::Bench(format!("the REST baseline did not answer on port {port} within 60 s; see {}", log.display())))
+}
+
+/// `GET /health` answered `200`.
+fn health_ok(port: u16) -> bool {
+    use std::io::{Read, Write};
+    let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) else { return false };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+    let request = format!("GET /health HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n");
+    let mut response = String::new();
+    stream.write_all(request.as_bytes()).is_ok()
+        && stream.read_to_string(&mut response).is_ok()
+        && response.starts_with("HTTP/1.1 200")
 }

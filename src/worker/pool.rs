@@ -49,6 +49,7 @@ pub fn serve(config: ServeConfig) -> Result<ServeHandle> {
             config: Arc::clone(&config),
             manifests: manifests.iter().filter(|m| assignment[index].contains(&m.name)).cloned().collect(),
             shutdown: Arc::clone(&shutdown),
+            cores: core.map(|own| (own, cores[0])),
         };
         let ready = ready_tx.clone();
         let thread = thread::Builder::new()

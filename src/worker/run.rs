@@ -28,6 +28,8 @@ pub struct WorkerSpec {
     /// The models this worker serves (it loads only these).
     pub manifests: Vec<Manifest>,
     pub shutdown: Arc<AtomicBool>,
+    /// When pinned: the worker's own core and the OS core that its Kafka clients' threads use.
+    pub cores: Option<(core_affinity::CoreId, core_affinity::CoreId)>,
 }
 
 /// Loads the worker's models (one session each, on this thread).
@@ -51,7 +53,7 @@ pub fn run(spec: &WorkerSpec, mut slots: Vec<ModelSlot>) {
     let topics: Vec<&str> = topics.iter().map(String::as_str).collect();
     let mut backoff = Duration::from_millis(250);
     while !spec.shutdown.load(Ordering::SeqCst) {
-        let clients = match Clients::connect(&spec.config, spec.index, &topics) {
+        let clients = match connect_off_core(spec, &topics) {
             Ok(clients) => clients,
             Err(e) => {
                 tracing::warn!(worker = spec.index, error = %e, retry_in = ?backoff, "cannot connect; retrying");
@@ -76,6 +78,17 @@ pub fn run(spec: &WorkerSpec, mut slots: Vec<ModelSlot>) {
             }
         }
     }
+}
+
+/// Creates the clients with this thread moved to the OS core for the moment, so that the threads
+/// librdkafka starts (which inherit the creator's affinity) do their network and protocol work
+/// there instead of taking time from the model on the worker's core.
+fn connect_off_core(spec: &WorkerSpec, topics: &[&str]) -> Result<Clients> {
+    let Some((own, io)) = spec.cores else { return Clients::connect(&spec.config, spec.index, topics) };
+    core_affinity::set_for_current(io);
+    let clients = Clients::connect(&spec.config, spec.index, topics);
+    core_affinity::set_for_current(own);
+    clients
 }
 
 fn serve(spec: &WorkerSpec, clients: &Clients, slots: &mut [ModelSlot]) -> Result<()> {

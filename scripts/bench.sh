@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# The benchmark, set-up included: tidal, Kafka and the models (scripts/setup.sh), the Python
+# baselines' packages (scripts/setup-bench.sh), a local Kafka on a spare port, then `tidal bench`.
+# Arguments go to `tidal bench` (see `tidal bench --help`), e.g. scripts/bench.sh --duration 60s
+source "$(dirname "$0")/common.sh"
+bash "$REPO_ROOT/scripts/setup.sh"
+bash "$REPO_ROOT/scripts/setup-bench.sh"
+start_local_kafka "${TIDAL_BENCH_PORT:-19292}"
+cd "$REPO_ROOT"
+"$REPO_ROOT/target/release/tidal" bench --brokers "$LOCAL_KAFKA" --python "$TIDAL_VENV/bin/python" \
+  --out "${TIDAL_BENCH_OUT:-$REPO_ROOT/target/bench}" "$@"

@@ -1,0 +1,55 @@
+//! `tidal bench` end to end on short phases against the real broker: every target answers every
+//! request, tidal exactly once, and the report, ratios and chart are written. (The figures
+//! themselves are the benchmark's business, not this test's.) The Python baselines run when
+//! TIDAL_BENCH_PYTHON names an interpreter with their packages (scripts/test.sh sets it).
+
+mod common;
+
+use std::process::Command;
+
+use common::brokers;
+
+#[test]
+#[ignore = "needs Kafka and the models: run scripts/test.sh"]
+fn bench_measures_every_target_and_writes_its_report() {
+    let out = tempfile::tempdir().unwrap();
+    let python = std::env::var("TIDAL_BENCH_PYTHON").ok();
+    let mut command = Command::new(env!("CARGO_BIN_EXE_tidal"));
+    command
+        .args(["bench", "--brokers", &brokers(), "--duration", "2s", "--loads", "50", "--rest-port", "18766"])
+        .arg("--out")
+        .arg(out.path())
+        .env("TIDAL_LOG", "warn");
+    if let Some(python) = &python {
+        command.args(["--python", python]);
+    }
+    let output = command.output().expect("run tidal bench");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "tidal bench failed:\n{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+    assert!(stdout.contains("tidal exactly-once / limit"), "no ratio table:\n{stdout}");
+
+    let text = std::fs::read_to_string(out.path().join("report.json")).unwrap();
+    let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let report = &json["report"];
+    let mut runs = vec![&report["limit"], &report["exactly_once"], &report["at_least_once"]];
+    runs.extend(report["latency"].as_array().unwrap());
+    assert_eq!(report["latency"].as_array().unwrap().len(), 2, "one open-loop run per delivery mode");
+    if python.is_some() {
+        runs.extend([&report["python_stream"], &report["rest_capacity"], &report["tidal_at_rest_overload"]]);
+        assert!(report["rest_overload"]["requests"].as_u64().unwrap() > 0);
+        assert_eq!(json["ratios"].as_array().unwrap().len(), 4);
+    }
+    for run in runs {
+        let name = run["name"].as_str().unwrap();
+        assert!(run["requests"].as_u64().unwrap() > 0, "{name}: no requests");
+        assert_eq!(run["results"], run["requests"], "{name}: not every request was answered");
+        assert_eq!(run["duplicates"], 0, "{name}: duplicates");
+        assert!(run["throughput"].as_f64().unwrap() > 0.0, "{name}: no throughput");
+    }
+    for run in report["latency"].as_array().unwrap() {
+        let latency = &run["latency_ms"];
+        assert!(latency["p50"].as_f64().unwrap() <= latency["p99"].as_f64().unwrap());
+    }
+    let png = std::fs::read(out.path().join("bench.png")).unwrap();
+    assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+}
