@@ -7,5 +7,5 @@ bash "$REPO_ROOT/scripts/setup.sh"
 bash "$REPO_ROOT/scripts/setup-bench.sh"
 start_local_kafka "${TIDAL_BENCH_PORT:-19292}"
 cd "$REPO_ROOT"
-"$REPO_ROOT/target/release/tidal" bench --brokers "$LOCAL_KAFKA" --python "$TIDAL_VENV/bin/python" \
-  --out "${TIDAL_BENCH_OUT:-$REPO_ROOT/target/bench}" "$@"
+# Report and chart go to target/bench (or $TIDAL_BENCH_OUT, or --out DIR).
+"$REPO_ROOT/target/release/tidal" bench --brokers "$LOCAL_KAFKA" --python "$TIDAL_VENV/bin/python" "$@"

@@ -460,6 +460,17 @@ mod tests {
     }
 
     #[test]
+    fn delivery_is_exactly_once_unless_asked() {
+        assert_eq!(ServeConfig::from_toml("").unwrap().delivery, Delivery::ExactlyOnce);
+        let cfg = ServeConfig::from_toml("delivery = \"at-least-once\"\n").unwrap();
+        assert_eq!(cfg.delivery, Delivery::AtLeastOnce);
+        assert!(ServeConfig::from_toml("delivery = \"maybe-once\"\n").is_err());
+        assert_eq!("at-least-once".parse::<Delivery>().unwrap(), Delivery::AtLeastOnce);
+        let err = "twice".parse::<Delivery>().unwrap_err().to_string();
+        assert!(err.contains("exactly-once"), "{err}");
+    }
+
+    #[test]
     fn durations_are_human() {
         let cfg =
             ServeConfig::from_toml("[batch]\nlinger = \"20ms\"\n[kafka]\ntransaction_timeout = \"1m\"\n").unwrap();

@@ -32,6 +32,10 @@ pub enum Error {
     /// transaction; the worker rebuilds its clients.
     #[error("consumer of {transactional_id} is not a group member; rebuilding its clients")]
     NotGroupMember { transactional_id: String },
+    /// The worker's transactional producer was fenced; the worker checks whether a twin process
+    /// (same instance) took over before rebuilding its clients.
+    #[error("producer {transactional_id} was fenced")]
+    Fenced { transactional_id: String },
     /// A benchmark step failed (a target did not start, or answered wrongly).
     #[error("benchmark: {0}")]
     Bench(String),

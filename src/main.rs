@@ -136,8 +136,12 @@ struct BenchArgs {
     /// Skip the at-least-once runs.
     #[arg(long)]
     skip_at_least_once: bool,
+    /// Also drain a backlog this long with tidal exactly-once and report throughput per minute
+    /// (e.g. 10m).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    steady: Option<Duration>,
     /// Folder for report.json, bench.png and the targets' logs.
-    #[arg(long, default_value = "bench-out")]
+    #[arg(long, env = "TIDAL_BENCH_OUT", default_value = "target/bench")]
     out: PathBuf,
     /// Folder the model manifests' files resolve against.
     #[arg(long, env = "TIDAL_MODEL_DIR")]
@@ -327,6 +331,7 @@ fn bench(args: BenchArgs) -> anyhow::Result<()> {
         },
         rest_overload: args.rest_overload,
         skip_at_least_once: args.skip_at_least_once,
+        steady: args.steady,
         out: args.out.clone(),
         serve,
     };
@@ -440,6 +445,11 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
             _ = tokio::signal::ctrl_c() => { tracing::info!("SIGINT: stopping"); break; }
             _ = sigterm.recv() => { tracing::info!("SIGTERM: stopping"); break; }
             _ = check.tick() => {
+                if let Some(reason) = handle.failure() {
+                    handle.stop();
+                    let _ = tokio::task::block_in_place(|| handle.wait(Duration::from_secs(30)));
+                    anyhow::bail!(reason);
+                }
                 if handle.any_worker_died() {
                     handle.stop();
                     anyhow::bail!("a worker thread ended unexpectedly; exiting so that a supervisor restarts tidal");

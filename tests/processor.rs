@@ -6,26 +6,9 @@ mod common;
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
-use common::{terminate, Fixture, Reader, LABELLED};
+use common::{assert_exactly_once, requests, terminate, Fixture, Reader, LABELLED};
 
 const NEEDS_KAFKA: &str = "needs Kafka and the models: run scripts/test.sh";
-
-fn requests(n: usize) -> Vec<(String, String)> {
-    (0..n).map(|i| (format!("r{i}"), LABELLED[i % LABELLED.len()].0.to_string())).collect()
-}
-
-fn assert_exactly_once(reader: &Reader, expected: &[(String, String)]) {
-    let counts = reader.id_counts();
-    let duplicates: Vec<_> = counts.iter().filter(|(_, &c)| c > 1).collect();
-    assert!(duplicates.is_empty(), "duplicates in read_committed: {duplicates:?}");
-    let wanted: HashSet<&str> = expected.iter().map(|(id, _)| id.as_str()).collect();
-    let got: HashSet<&str> = counts.keys().map(String::as_str).collect();
-    let missing: Vec<_> = wanted.difference(&got).take(10).collect();
-    let unexpected: Vec<_> = got.difference(&wanted).take(10).collect();
-    assert!(missing.is_empty(), "missing results: {missing:?} ...");
-    assert!(unexpected.is_empty(), "results nobody asked for: {unexpected:?}");
-    assert_eq!(reader.records.len(), expected.len());
-}
 
 #[test]
 #[ignore = "needs Kafka and the models: run scripts/test.sh"]

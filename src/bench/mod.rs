@@ -56,6 +56,8 @@ pub struct BenchConfig {
     pub rest_overload: f64,
     /// Skip the at-least-once runs.
     pub skip_at_least_once: bool,
+    /// Also drain a backlog this long (exactly-once) and report throughput minute by minute.
+    pub steady: Option<Duration>,
     /// Where report.json, bench.png and the targets' logs go.
     pub out: PathBuf,
     /// Model location and the rest of the processor's settings.
@@ -106,6 +108,12 @@ pub fn run(config: &BenchConfig) -> Result<Report> {
         }
         let extra = if delivery == Delivery::ExactlyOnce { rest_overload_rate } else { None };
         tidal_phase(config, &kafka, delivery, backlog, extra, nonce, &mut report)?;
+    }
+
+    if let Some(length) = config.steady {
+        let rate = report.exactly_once.as_ref().map_or(100.0, |r| r.throughput);
+        let n = (rate * length.as_secs_f64() * 1.05) as u64;
+        report.steady = Some(steady_phase(config, &kafka, n, nonce)?);
     }
 
     report.write_json(&config.out)?;
@@ -174,6 +182,35 @@ fn python_stream_phase(
     }
     report.python_stream = Some(run);
     Ok(())
+}
+
+/// A long backlog drained by tidal exactly-once: is throughput steady minute after minute?
+fn steady_phase(config: &BenchConfig, kafka: &KafkaConfig, n: u64, nonce: u64) -> Result<RunResult> {
+    let prefix = format!("bench-{nonce}-steady");
+    let (requests, results, dlq) =
+        (format!("{prefix}.requests.sentiment"), format!("{prefix}.results.sentiment"), format!("{prefix}.dlq"));
+    kafka_load::create_topics(kafka, &[&requests, &results, &dlq], PARTITIONS)?;
+    let producer = RequestProducer::new(kafka, &requests)?;
+    let progress = bar(n, "steady: producing the backlog".into());
+    producer.backlog(0..n, &progress)?;
+    progress.finish();
+    let mut reader = ResultReader::start(kafka, &results, PARTITIONS, &format!("{prefix}-reader"))?;
+    let target = processes::TidalTarget {
+        brokers: &config.brokers,
+        prefix: &prefix,
+        delivery: Delivery::ExactlyOnce,
+        workers: config.workers,
+        pin: config.pin,
+        max_batch: config.max_batch,
+        out: &config.out,
+    };
+    let (mut tidal, log) = processes::start_tidal(&target)?;
+    let progress = bar(n, "steady: tidal exactly-once draining".into());
+    let deadline = Instant::now() + Duration::from_secs_f64(n as f64 / 5.0 + 60.0);
+    let arrivals = reader.gather(0..n, deadline, &progress);
+    progress.finish();
+    tidal.check_running(&log)?;
+    Ok(arrivals.backlog_result("tidal exactly-once (steady backlog)", n))
 }
 
 fn tidal_phase(

@@ -27,6 +27,23 @@ pub struct Report {
     pub latency: Vec<RunResult>,
     /// tidal (exactly-once) offered the load that overloads REST.
     pub tidal_at_rest_overload: Option<RunResult>,
+    /// A long backlog drained by tidal exactly-once (`--steady`).
+    pub steady: Option<RunResult>,
+}
+
+/// Answers in each whole minute of a run (a trailing partial minute is left out).
+pub fn per_minute(run: &RunResult) -> Vec<f64> {
+    run.per_second.chunks_exact(60).map(|minute| minute.iter().sum()).collect()
+}
+
+/// (max − min) / mean of `values`, or `None` for fewer than two.
+pub fn spread(values: &[f64]) -> Option<f64> {
+    if values.len() < 2 {
+        return None;
+    }
+    let mean = values.iter().sum::<f64>() / values.len() as f64;
+    let (lo, hi) = values.iter().fold((f64::MAX, f64::MIN), |(lo, hi), &v| (lo.min(v), hi.max(v)));
+    (mean > 0.0).then(|| (hi - lo) / mean)
 }
 
 /// One ratio with its target.
@@ -45,6 +62,7 @@ impl Report {
             .flatten()
             .chain(self.latency.iter())
             .chain(self.tidal_at_rest_overload.iter())
+            .chain(self.steady.iter())
             .collect()
     }
 
@@ -87,6 +105,24 @@ impl Report {
             let verdict = if ratio.value >= ratio.target { "met" } else { "MISSED" };
             let _ = writeln!(out, "{:<44} {:>8.2} {:>7.2}x  {verdict}", ratio.name, ratio.value, ratio.target);
         }
+        if let Some(steady) = &self.steady {
+            let minutes = per_minute(steady);
+            let listed: Vec<String> = minutes.iter().map(|m| format!("{m:.0}")).collect();
+            match spread(&minutes) {
+                Some(spread) => {
+                    let verdict = if spread <= 0.02 { "met" } else { "MISSED" };
+                    let _ = writeln!(
+                        out,
+                        "\nsteady: answers per minute {}; spread (max-min)/mean {:.1}% (target <= 2%)  {verdict}",
+                        listed.join(" "),
+                        spread * 100.0
+                    );
+                }
+                None => {
+                    let _ = writeln!(out, "\nsteady: fewer than two whole minutes; use --steady 10m");
+                }
+            }
+        }
         out
     }
 
@@ -110,6 +146,7 @@ impl Report {
             &self.python_stream,
             &self.rest_overload,
             &self.tidal_at_rest_overload,
+            &self.steady,
         ]
         .into_iter()
         .flatten()
@@ -217,5 +254,28 @@ fn draw_latency(img: &mut RgbImage, runs: &[&RunResult], frame: (u32, u32, u32, 
         }
         let label: String = run.name.replace("tidal ", "").chars().take(22).collect();
         text(img, font, x0 as i32, bottom as i32 + 6, 13.0, black, &label);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn minutes_are_whole_and_spread_is_relative() {
+        let run = RunResult { per_second: vec![2.0; 150], ..RunResult::default() };
+        assert_eq!(per_minute(&run), vec![120.0, 120.0]);
+        assert_eq!(spread(&[100.0, 102.0, 98.0]), Some(0.04));
+        assert_eq!(spread(&[5.0]), None);
+    }
+
+    #[test]
+    fn ratios_need_both_sides() {
+        let run = |t: f64| Some(RunResult { throughput: t, ..RunResult::default() });
+        let report = Report { limit: run(200.0), exactly_once: run(190.0), ..Report::default() };
+        let ratios = report.ratios();
+        assert_eq!(ratios.len(), 1);
+        assert_eq!(ratios[0].name, "tidal exactly-once / limit");
+        assert!((ratios[0].value - 0.95).abs() < 1e-12);
     }
 }

@@ -12,4 +12,4 @@ pub use client::{
     transactional_producer_config,
 };
 pub use context::{WorkerConsumerContext, WorkerProducerContext};
-pub use txn_error::{classify, TxnStep};
+pub use txn_error::{classify, is_fenced, TxnStep};

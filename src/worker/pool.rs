@@ -3,7 +3,7 @@
 //! them gracefully.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc, Arc};
+use std::sync::{mpsc, Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
@@ -16,6 +16,7 @@ use crate::models::{self, Manifest};
 /// A running processor.
 pub struct ServeHandle {
     shutdown: Arc<AtomicBool>,
+    failure: Arc<Mutex<Option<String>>>,
     threads: Vec<JoinHandle<()>>,
 }
 
@@ -38,6 +39,7 @@ pub fn serve(config: ServeConfig) -> Result<ServeHandle> {
     let workers = assignment.len();
     let cores = if config.pin_workers { core_affinity::get_core_ids().unwrap_or_default() } else { Vec::new() };
     let shutdown = Arc::new(AtomicBool::new(false));
+    let failure: Arc<Mutex<Option<String>>> = Arc::default();
     let config = Arc::new(config);
     let (ready_tx, ready_rx) = mpsc::channel::<(usize, Result<()>)>();
     let mut threads = Vec::with_capacity(workers);
@@ -50,6 +52,7 @@ pub fn serve(config: ServeConfig) -> Result<ServeHandle> {
             manifests: manifests.iter().filter(|m| assignment[index].contains(&m.name)).cloned().collect(),
             shutdown: Arc::clone(&shutdown),
             cores: core.map(|own| (own, cores[0])),
+            failure: Arc::clone(&failure),
         };
         let ready = ready_tx.clone();
         let thread = thread::Builder::new()
@@ -74,7 +77,7 @@ pub fn serve(config: ServeConfig) -> Result<ServeHandle> {
         threads.push(thread);
     }
     drop(ready_tx);
-    let handle = ServeHandle { shutdown, threads };
+    let handle = ServeHandle { shutdown, failure, threads };
     for _ in 0..workers {
         match ready_rx.recv() {
             Ok((_, Ok(()))) => {}
@@ -105,6 +108,12 @@ impl ServeHandle {
     /// Asks every worker to finish its current batch and stop.
     pub fn stop(&self) {
         self.shutdown.store(true, Ordering::SeqCst);
+    }
+
+    /// Why a worker asked the whole process to stop (e.g. a twin process took over its
+    /// instance), if one did.
+    pub fn failure(&self) -> Option<String> {
+        self.failure.lock().ok().and_then(|f| f.clone())
     }
 
     /// True when a worker thread has ended although no stop was asked (a bug or a panic).

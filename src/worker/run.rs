@@ -2,7 +2,7 @@
 //! shutdown; rebuild the clients after a fatal error, with backoff.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread::sleep;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -14,7 +14,7 @@ use super::clients::Clients;
 use super::process::{process_batch, ModelSlot};
 use super::transaction::{commit_batch, TxnOutcome};
 use crate::config::ServeConfig;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::metrics;
 use crate::models::{self, Manifest};
 
@@ -30,6 +30,8 @@ pub struct WorkerSpec {
     pub shutdown: Arc<AtomicBool>,
     /// When pinned: the worker's own core and the OS core that its Kafka clients' threads use.
     pub cores: Option<(core_affinity::CoreId, core_affinity::CoreId)>,
+    /// Why the process must stop (set by a worker that found a twin process), read by `serve`.
+    pub failure: Arc<Mutex<Option<String>>>,
 }
 
 /// Loads the worker's models (one session each, on this thread).
@@ -69,6 +71,20 @@ pub fn run(spec: &WorkerSpec, mut slots: Vec<ModelSlot>) {
                 tracing::info!(worker = spec.index, "worker stopped");
                 return;
             }
+            Err(Error::Fenced { transactional_id }) if twin_is_running(spec, &clients) => {
+                let reason = format!(
+                    "another process is running as instance '{}' (its worker took over transactional id \
+                     {transactional_id} and fenced this one); this process stops so that the two do not fence \
+                     each other in turn. Give every live process its own --instance.",
+                    spec.config.instance()
+                );
+                tracing::error!(worker = spec.index, "{reason}");
+                if let Ok(mut failure) = spec.failure.lock() {
+                    failure.get_or_insert(reason);
+                }
+                spec.shutdown.store(true, Ordering::SeqCst);
+                return;
+            }
             Err(e) => {
                 tracing::error!(worker = spec.index, error = %e, "worker clients failed; rebuilding them");
                 metrics::worker_restart("fatal");
@@ -77,6 +93,33 @@ pub fn run(spec: &WorkerSpec, mut slots: Vec<ModelSlot>) {
                 backoff = (backoff * 2).min(Duration::from_secs(10));
             }
         }
+    }
+}
+
+/// After being fenced: is another member of the group using this worker's client id (its
+/// transactional id)? Then a twin process took over and this one is the zombie. A fence without a
+/// twin (a transaction that outlived its timeout, e.g. while the broker was paused) is recovered
+/// from by rebuilding the clients. The twin may still be joining, so look for a while.
+fn twin_is_running(spec: &WorkerSpec, clients: &Clients) -> bool {
+    let group = spec.config.group_id();
+    let until = Instant::now() + spec.config.kafka.session_timeout;
+    loop {
+        if let Ok(list) = clients.consumer.fetch_group_list(Some(&group), Duration::from_secs(5)) {
+            let namesakes = list
+                .groups()
+                .iter()
+                .flat_map(|g| g.members())
+                .filter(|m| m.client_id() == clients.transactional_id)
+                .count();
+            // This worker's own consumer is still a member: a second one is the twin.
+            if namesakes >= 2 {
+                return true;
+            }
+        }
+        if Instant::now() >= until || spec.shutdown.load(Ordering::SeqCst) {
+            return false;
+        }
+        sleep(Duration::from_millis(500));
     }
 }
 

@@ -19,7 +19,7 @@ use super::clients::Clients;
 use super::process::Produced;
 use crate::config::Delivery;
 use crate::error::{Error, Result};
-use crate::kafka::{classify, TxnStep};
+use crate::kafka::{classify, is_fenced, TxnStep};
 use crate::metrics;
 
 /// Attempts of a retriable call before the transaction is aborted instead.
@@ -57,7 +57,11 @@ pub fn commit_batch(
         }
         Err(e) if classify(&e) == TxnStep::Fatal => {
             metrics::transaction("fatal", started.elapsed());
-            Err(Error::kafka("transaction failed fatally (producer fenced or broken)", e))
+            if is_fenced(&e) {
+                tracing::warn!(error = %e, "the transactional producer was fenced");
+                return Err(Error::Fenced { transactional_id: clients.transactional_id.clone() });
+            }
+            Err(Error::kafka("transaction failed fatally", e))
         }
         Err(e) => {
             tracing::warn!(error = %e, records = records.len(), "aborting the transaction; the batch will be redone");

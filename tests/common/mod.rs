@@ -121,6 +121,22 @@ impl Fixture {
             .expect("start tidal serve")
     }
 
+    /// Starts `tidal serve` with its log (stderr) in a file of the fixture's folder.
+    pub fn spawn_logged(&self, instance: &str, log_name: &str) -> (Child, PathBuf) {
+        let log = self.dir.path().join(log_name);
+        let child = Command::new(env!("CARGO_BIN_EXE_tidal"))
+            .args(["serve", "--config"])
+            .arg(&self.config_path)
+            .args(["--instance", instance])
+            .env("TIDAL_LOG", "info,librdkafka=warn")
+            .env("NO_COLOR", "1")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("start tidal serve");
+        (child, log)
+    }
+
     /// Produces (key, value) pairs to the request topic and waits for delivery.
     pub fn produce(&self, records: &[(Option<String>, Option<Vec<u8>>)]) {
         let with_headers: Vec<_> = records.iter().map(|(k, v)| (k.clone(), v.clone(), Vec::new())).collect();
@@ -239,6 +255,25 @@ impl Reader {
         }
         counts
     }
+}
+
+/// `n` sentiment requests `r0..` cycling through [`LABELLED`].
+pub fn requests(n: usize) -> Vec<(String, String)> {
+    (0..n).map(|i| (format!("r{i}"), LABELLED[i % LABELLED.len()].0.to_string())).collect()
+}
+
+/// Every expected id exactly once in what `reader` saw, and nothing else.
+pub fn assert_exactly_once(reader: &Reader, expected: &[(String, String)]) {
+    let counts = reader.id_counts();
+    let duplicates: Vec<_> = counts.iter().filter(|(_, &c)| c > 1).collect();
+    assert!(duplicates.is_empty(), "duplicates in read_committed: {duplicates:?}");
+    let wanted: std::collections::HashSet<&str> = expected.iter().map(|(id, _)| id.as_str()).collect();
+    let got: std::collections::HashSet<&str> = counts.keys().map(String::as_str).collect();
+    let missing: Vec<_> = wanted.difference(&got).take(10).collect();
+    let unexpected: Vec<_> = got.difference(&wanted).take(10).collect();
+    assert!(missing.is_empty(), "missing results: {missing:?} ...");
+    assert!(unexpected.is_empty(), "results nobody asked for: {unexpected:?}");
+    assert_eq!(reader.records.len(), expected.len());
 }
 
 /// Sends SIGTERM and waits for the exit status, at most `timeout`.
