@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
 # Starts or stops a single-node Apache Kafka (KRaft, broker+controller) on 127.0.0.1 with its data
-# in a temporary directory. Usage: kafka.sh start|stop|status [PORT]   (PORT default 9092)
-# `start` waits until the broker answers and prints its bootstrap address.
+# in a temporary directory. Usage: kafka.sh start|stop|restart|pause|resume|status [PORT]
+# (PORT default 9092). `start` and `restart` wait until the broker answers and print its address;
+# `restart` keeps the data, `pause`/`resume` freeze and thaw the broker (SIGSTOP/SIGCONT).
 source "$(dirname "$0")/common.sh"
 cmd="${1:-}"; port="${2:-${TIDAL_KAFKA_PORT:-9092}}"
 controller_port=$((port + 1))
 state="${TMPDIR:-/tmp}/tidal-kafka-$port"
+
+java_opts=(-Xms256m "-Xmx${TIDAL_KAFKA_HEAP:-512m}" -XX:+UseG1GC -Djava.awt.headless=true
+  "-Dlog4j.configuration=file:$state/log4j.properties" -cp "$KAFKA_LIBS/*")
 
 is_running() { [ -f "$state/pid" ] && kill -0 "$(cat "$state/pid")" 2>/dev/null; }
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; }
@@ -45,8 +49,6 @@ log4j.appender.stdout.layout.ConversionPattern=[%d] %p %m (%c)%n
 log4j.logger.kafka.server.KafkaServer=INFO
 log4j.logger.kafka.server.BrokerServer=INFO
 L4J
-  local java_opts=(-Xms256m -Xmx${TIDAL_KAFKA_HEAP:-512m} -XX:+UseG1GC -Djava.awt.headless=true
-    "-Dlog4j.configuration=file:$state/log4j.properties" -cp "$KAFKA_LIBS/*")
   # A KRaft cluster id is 16 random bytes in unpadded base64url (22 characters). One that starts
   # with '-' would be read as an option by kafka-storage's argument parser, so draw again.
   local cluster_id="-"
@@ -56,7 +58,13 @@ L4J
   [ "${#cluster_id}" -eq 22 ] || die "could not make a cluster id from /dev/urandom (got '$cluster_id')"
   java "${java_opts[@]}" kafka.tools.StorageTool format -t "$cluster_id" -c "$state/server.properties" --standalone \
     > "$state/format.log" 2>&1 || die "formatting Kafka's storage failed: $(tail -5 "$state/format.log")"
-  nohup java "${java_opts[@]}" kafka.Kafka "$state/server.properties" > "$state/kafka.log" 2>&1 &
+  launch
+}
+
+# Starts the broker process on the formatted data in $state and waits until it serves.
+launch() {
+  : > "$state/kafka.log"
+  nohup java "${java_opts[@]}" kafka.Kafka "$state/server.properties" >> "$state/kafka.log" 2>&1 &
   echo $! > "$state/pid"
   for _ in $(seq 1 120); do
     if grep -q "Transition from STARTING to STARTED" "$state/kafka.log" 2>/dev/null && port_open; then
@@ -68,19 +76,37 @@ L4J
   die "Kafka did not start within 60 s; see $state/kafka.log"
 }
 
-stop() {
-  if ! is_running; then log "Kafka on port $port is not running"; rm -rf "$state"; return; fi
+# Stops the broker process (SIGTERM, then SIGKILL after 30 s); the data stays.
+halt() {
   local pid; pid="$(cat "$state/pid")"
   kill -TERM "$pid" 2>/dev/null || true
   for _ in $(seq 1 60); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
   kill -0 "$pid" 2>/dev/null && { log "Kafka did not stop in 30 s; killing it"; kill -KILL "$pid" 2>/dev/null || true; }
+  return 0
+}
+
+stop() {
+  if ! is_running; then log "Kafka on port $port is not running"; rm -rf "$state"; return; fi
+  kill -CONT "$(cat "$state/pid")" 2>/dev/null || true
+  halt
   rm -rf "$state"
   log "Kafka on port $port stopped"
+}
+
+# Fault drills: the broker stopped and started again on the same data, or frozen and thawed.
+restart() {
+  is_running || die "Kafka on port $port is not running"
+  halt
+  log "Kafka on port $port stopped (data kept); starting it again"
+  launch
 }
 
 case "$cmd" in
   start) start ;;
   stop) stop ;;
+  restart) restart ;;
+  pause) is_running || die "Kafka on port $port is not running"; kill -STOP "$(cat "$state/pid")"; log "Kafka on port $port paused (SIGSTOP)" ;;
+  resume) is_running || die "Kafka on port $port is not running"; kill -CONT "$(cat "$state/pid")"; log "Kafka on port $port resumed" ;;
   status) if is_running; then echo "running on 127.0.0.1:$port (pid $(cat "$state/pid"))"; else echo "stopped"; exit 1; fi ;;
-  *) die "usage: kafka.sh start|stop|status [PORT]" ;;
+  *) die "usage: kafka.sh start|stop|restart|pause|resume|status [PORT]" ;;
 esac

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{BaseProducer, Producer};
+use rdkafka::{Offset, TopicPartitionList};
 
 use crate::config::{Delivery, ServeConfig};
 use crate::error::{Error, Result};
@@ -35,16 +36,7 @@ impl Clients {
     pub fn connect(config: &ServeConfig, worker: usize, topics: &[&str]) -> Result<Self> {
         let txn_id = transactional_id(config, worker);
         let delivery = config.delivery;
-        let producer_config = match delivery {
-            Delivery::ExactlyOnce => kafka::transactional_producer_config(&config.kafka, &txn_id)?,
-            Delivery::AtLeastOnce => kafka::idempotent_producer_config(&config.kafka, &txn_id)?,
-        };
-        let producer: WorkerProducer = producer_config
-            .create_with_context(WorkerProducerContext::default())
-            .map_err(|e| Error::kafka("creating the producer", e))?;
-        if delivery == Delivery::ExactlyOnce {
-            init_transactions(&producer, config.kafka.call_timeout)?;
-        }
+        let producer = create_producer(config, &txn_id)?;
         let consumer: WorkerConsumer = kafka::consumer_config(&config.kafka, &config.group_id(), &txn_id)?
             .create_with_context(WorkerConsumerContext::default())
             .map_err(|e| Error::kafka("creating the consumer", e))?;
@@ -52,6 +44,63 @@ impl Clients {
         tracing::info!(worker, transactional_id = %txn_id, ?topics, "worker connected");
         Ok(Clients { consumer, producer, transactional_id: txn_id, delivery })
     }
+}
+
+/// The worker's producer; exactly-once: transactional and initialised (which fences any earlier
+/// producer with the same id and aborts its open transaction).
+fn create_producer(config: &ServeConfig, txn_id: &str) -> Result<WorkerProducer> {
+    let producer_config = match config.delivery {
+        Delivery::ExactlyOnce => kafka::transactional_producer_config(&config.kafka, txn_id)?,
+        Delivery::AtLeastOnce => kafka::idempotent_producer_config(&config.kafka, txn_id)?,
+    };
+    let producer: WorkerProducer = producer_config
+        .create_with_context(WorkerProducerContext::default())
+        .map_err(|e| Error::kafka("creating the producer", e))?;
+    if config.delivery == Delivery::ExactlyOnce {
+        init_transactions(&producer, config.kafka.call_timeout)?;
+    }
+    Ok(producer)
+}
+
+impl Clients {
+    /// Replaces a fenced or broken producer under the same transactional id and rewinds the
+    /// consumer to the group's committed offsets (what the failed transaction held is redone).
+    /// The consumer keeps its group membership: rebuilding it too would make the group rebalance,
+    /// and a member dropped in the middle of a join can hold the next rebalance for up to
+    /// `max.poll.interval.ms` (measured: minutes without results after a broker pause).
+    pub fn renew_producer(&mut self, config: &ServeConfig) -> Result<()> {
+        self.producer = create_producer(config, &self.transactional_id)?;
+        rewind_to_committed(&self.consumer, config.kafka.call_timeout)
+    }
+}
+
+/// Seeks every assigned partition to the group's committed offset (or the beginning if none).
+fn rewind_to_committed(consumer: &WorkerConsumer, timeout: Duration) -> Result<()> {
+    let assignment = consumer.assignment().map_err(|e| Error::kafka("reading the assignment", e))?;
+    if assignment.count() == 0 {
+        return Ok(());
+    }
+    let committed =
+        consumer.committed_offsets(assignment, timeout).map_err(|e| Error::kafka("reading committed offsets", e))?;
+    let mut positions = TopicPartitionList::new();
+    for element in committed.elements() {
+        let offset = match element.offset() {
+            Offset::Offset(offset) => Offset::Offset(offset),
+            _ => Offset::Beginning,
+        };
+        positions
+            .add_partition_offset(element.topic(), element.partition(), offset)
+            .map_err(|e| Error::kafka("building the rewind list", e))?;
+    }
+    let sought = consumer
+        .seek_partitions(positions, timeout)
+        .map_err(|e| Error::kafka("rewinding to the committed offsets", e))?;
+    for element in sought.elements() {
+        element
+            .error()
+            .map_err(|e| Error::kafka(format!("rewinding {}[{}]", element.topic(), element.partition()), e))?;
+    }
+    Ok(())
 }
 
 fn init_transactions(producer: &WorkerProducer, timeout: Duration) -> Result<()> {

@@ -49,13 +49,21 @@ pub fn load_models(spec: &WorkerSpec) -> Result<Vec<ModelSlot>> {
         .collect()
 }
 
-/// Runs until shutdown is requested. Kafka failures never end the loop: the clients are rebuilt.
+/// Why `serve` stopped: the producer failed (fenced, or its transaction could not be ended) or
+/// the consumer did.
+enum Failure {
+    Producer(Error),
+    Consumer(Error),
+}
+
+/// Runs until shutdown is requested. Kafka failures never end the loop: a failed producer is
+/// replaced (the consumer keeps its partitions); a failed consumer means new clients.
 pub fn run(spec: &WorkerSpec, mut slots: Vec<ModelSlot>) {
     let topics: Vec<String> = slots.iter().map(|s| s.request_topic.clone()).collect();
     let topics: Vec<&str> = topics.iter().map(String::as_str).collect();
     let mut backoff = Duration::from_millis(250);
     while !spec.shutdown.load(Ordering::SeqCst) {
-        let clients = match connect_off_core(spec, &topics) {
+        let mut clients = match off_core(spec, || Clients::connect(&spec.config, spec.index, &topics)) {
             Ok(clients) => clients,
             Err(e) => {
                 tracing::warn!(worker = spec.index, error = %e, retry_in = ?backoff, "cannot connect; retrying");
@@ -65,35 +73,56 @@ pub fn run(spec: &WorkerSpec, mut slots: Vec<ModelSlot>) {
                 continue;
             }
         };
-        match serve(spec, &clients, &mut slots) {
-            Ok(()) => {
-                clients.consumer.unsubscribe();
-                tracing::info!(worker = spec.index, "worker stopped");
-                return;
-            }
-            Err(Error::Fenced { transactional_id }) if twin_is_running(spec, &clients) => {
-                let reason = format!(
-                    "another process is running as instance '{}' (its worker took over transactional id \
-                     {transactional_id} and fenced this one); this process stops so that the two do not fence \
-                     each other in turn. Give every live process its own --instance.",
-                    spec.config.instance()
-                );
-                tracing::error!(worker = spec.index, "{reason}");
-                if let Ok(mut failure) = spec.failure.lock() {
-                    failure.get_or_insert(reason);
+        loop {
+            match serve(spec, &clients, &mut slots) {
+                Ok(()) => {
+                    clients.consumer.unsubscribe();
+                    tracing::info!(worker = spec.index, "worker stopped");
+                    return;
                 }
-                spec.shutdown.store(true, Ordering::SeqCst);
-                return;
-            }
-            Err(e) => {
-                tracing::error!(worker = spec.index, error = %e, "worker clients failed; rebuilding them");
-                metrics::worker_restart("fatal");
-                drop(clients);
-                pause(&spec.shutdown, backoff);
-                backoff = (backoff * 2).min(Duration::from_secs(10));
+                Err(Failure::Producer(Error::Fenced { transactional_id })) if twin_is_running(spec, &clients) => {
+                    stop_for_twin(spec, &transactional_id);
+                    return;
+                }
+                Err(Failure::Producer(e)) => {
+                    tracing::warn!(worker = spec.index, error = %e, "the producer failed; replacing it");
+                    metrics::worker_restart("producer");
+                    pause(&spec.shutdown, backoff);
+                    backoff = (backoff * 2).min(Duration::from_secs(10));
+                    if spec.shutdown.load(Ordering::SeqCst) {
+                        return;
+                    }
+                    if let Err(e) = off_core(spec, || clients.renew_producer(&spec.config)) {
+                        tracing::error!(worker = spec.index, error = %e, "cannot replace the producer; rebuilding all clients");
+                        break;
+                    }
+                }
+                Err(Failure::Consumer(e)) => {
+                    tracing::error!(worker = spec.index, error = %e, "the consumer failed; rebuilding the clients");
+                    break;
+                }
             }
         }
+        metrics::worker_restart("fatal");
+        drop(clients);
+        pause(&spec.shutdown, backoff);
+        backoff = (backoff * 2).min(Duration::from_secs(10));
     }
+}
+
+/// A twin process took over this worker's instance: record why and stop the whole process.
+fn stop_for_twin(spec: &WorkerSpec, transactional_id: &str) {
+    let reason = format!(
+        "another process is running as instance '{}' (its worker took over transactional id \
+         {transactional_id} and fenced this one); this process stops so that the two do not fence \
+         each other in turn. Give every live process its own --instance.",
+        spec.config.instance()
+    );
+    tracing::error!(worker = spec.index, "{reason}");
+    if let Ok(mut failure) = spec.failure.lock() {
+        failure.get_or_insert(reason);
+    }
+    spec.shutdown.store(true, Ordering::SeqCst);
 }
 
 /// After being fenced: is another member of the group using this worker's client id (its
@@ -123,22 +152,22 @@ fn twin_is_running(spec: &WorkerSpec, clients: &Clients) -> bool {
     }
 }
 
-/// Creates the clients with this thread moved to the OS core for the moment, so that the threads
-/// librdkafka starts (which inherit the creator's affinity) do their network and protocol work
-/// there instead of taking time from the model on the worker's core.
-fn connect_off_core(spec: &WorkerSpec, topics: &[&str]) -> Result<Clients> {
-    let Some((own, io)) = spec.cores else { return Clients::connect(&spec.config, spec.index, topics) };
+/// Runs `make` (which creates Kafka clients) with this thread moved to the OS core for the
+/// moment, so that the threads librdkafka starts (which inherit the creator's affinity) do their
+/// network and protocol work there instead of taking time from the model on the worker's core.
+fn off_core<T>(spec: &WorkerSpec, make: impl FnOnce() -> T) -> T {
+    let Some((own, io)) = spec.cores else { return make() };
     core_affinity::set_for_current(io);
-    let clients = Clients::connect(&spec.config, spec.index, topics);
+    let made = make();
     core_affinity::set_for_current(own);
-    clients
+    made
 }
 
-fn serve(spec: &WorkerSpec, clients: &Clients, slots: &mut [ModelSlot]) -> Result<()> {
+fn serve(spec: &WorkerSpec, clients: &Clients, slots: &mut [ModelSlot]) -> Result<(), Failure> {
     let config = &spec.config;
     let mut aborts: u32 = 0;
     while !spec.shutdown.load(Ordering::SeqCst) {
-        let batch = batch::collect(&clients.consumer, &config.batch)?;
+        let batch = batch::collect(&clients.consumer, &config.batch).map_err(Failure::Consumer)?;
         if batch.is_empty() {
             continue;
         }
@@ -147,15 +176,20 @@ fn serve(spec: &WorkerSpec, clients: &Clients, slots: &mut [ModelSlot]) -> Resul
         for record in &mut records {
             record.headers.push((HEADER_PROCESSOR, clients.transactional_id.clone()));
         }
-        let offsets = batch::next_offsets(&batch)?;
+        let offsets = batch::next_offsets(&batch).map_err(Failure::Consumer)?;
         let delay = config.faults.delay_before_commit;
-        match commit_batch(clients, &records, &offsets, config.kafka.call_timeout, delay)? {
+        let outcome =
+            commit_batch(clients, &records, &offsets, config.kafka.call_timeout, delay).map_err(|e| match e {
+                Error::NotGroupMember { .. } => Failure::Consumer(e),
+                e => Failure::Producer(e),
+            })?;
+        match outcome {
             TxnOutcome::Committed => {
                 aborts = 0;
                 record_latency(&batch, slots);
             }
             TxnOutcome::Aborted => {
-                batch::rewind(&clients.consumer, &batch)?;
+                batch::rewind(&clients.consumer, &batch).map_err(Failure::Consumer)?;
                 aborts += 1;
                 pause(&spec.shutdown, Duration::from_millis(100 << aborts.min(6)));
             }

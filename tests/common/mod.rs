@@ -44,6 +44,8 @@ pub type OutgoingRecord<'a> = (Option<String>, Option<Vec<u8>>, Vec<(&'a str, St
 /// Topics, group and config of one test.
 pub struct Fixture {
     pub prefix: String,
+    /// The broker this fixture's topics live on.
+    pub brokers: String,
     pub model: String,
     pub dir: tempfile::TempDir,
     pub config_path: PathBuf,
@@ -58,10 +60,20 @@ impl Fixture {
     /// Creates `<prefix>.requests.<model>`, `<prefix>.results.<model>` and `<prefix>.dlq`, and
     /// writes a config file serving only `model`, with `extra` TOML appended.
     pub fn for_model(name: &str, model: &str, partitions: i32, extra: &str) -> Fixture {
+        Fixture::create(name, model, partitions, extra, &brokers(), "")
+    }
+
+    /// A sentiment fixture on another broker (e.g. one a test starts, stops and pauses), with
+    /// more `[kafka]` keys (e.g. a short `transaction_timeout`).
+    pub fn on_broker(name: &str, brokers: &str, partitions: i32, kafka_extra: &str, extra: &str) -> Fixture {
+        Fixture::create(name, "sentiment", partitions, extra, brokers, kafka_extra)
+    }
+
+    fn create(name: &str, model: &str, partitions: i32, extra: &str, brokers: &str, kafka_extra: &str) -> Fixture {
         let nonce = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_micros();
         let prefix = format!("t{nonce}-{name}");
         let admin: AdminClient<DefaultClientContext> =
-            ClientConfig::new().set("bootstrap.servers", brokers()).create().expect("admin client");
+            ClientConfig::new().set("bootstrap.servers", brokers).create().expect("admin client");
         let names =
             [format!("{prefix}.requests.{model}"), format!("{prefix}.results.{model}"), format!("{prefix}.dlq")];
         let new_topics: Vec<NewTopic<'_>> = names
@@ -78,19 +90,18 @@ impl Fixture {
         let mut file = std::fs::File::create(&config_path).unwrap();
         write!(
             file,
-            "app = \"{prefix}\"\nworkers = 1\nmodels = [\"{model}\"]\n\n[kafka]\nbrokers = \"{}\"\nsession_timeout = \"6s\"\n\n\
+            "app = \"{prefix}\"\nworkers = 1\nmodels = [\"{model}\"]\n\n[kafka]\nbrokers = \"{brokers}\"\nsession_timeout = \"6s\"\n{kafka_extra}\n\n\
              [topics]\nrequest_prefix = \"{prefix}.requests.\"\nresult_prefix = \"{prefix}.results.\"\n\
              dead_letter = \"{prefix}.dlq\"\n\n[metrics]\nlisten = \"\"\n\n{extra}\n",
-            brokers()
         )
         .unwrap();
-        Fixture { prefix, model: model.to_string(), dir, config_path }
+        Fixture { prefix, brokers: brokers.to_string(), model: model.to_string(), dir, config_path }
     }
 
     /// Creates one more topic for this test.
     pub fn create_topic(&self, name: &str, partitions: i32) {
         let admin: AdminClient<DefaultClientContext> =
-            ClientConfig::new().set("bootstrap.servers", brokers()).create().expect("admin client");
+            ClientConfig::new().set("bootstrap.servers", &self.brokers).create().expect("admin client");
         let topic = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         for result in runtime.block_on(admin.create_topics(&[topic], &AdminOptions::new())).expect("create topic") {
@@ -146,7 +157,7 @@ impl Fixture {
     /// Produces (key, value, headers) records to the request topic and waits for delivery.
     pub fn produce_with_headers(&self, records: &[OutgoingRecord<'_>]) {
         let producer: BaseProducer = ClientConfig::new()
-            .set("bootstrap.servers", brokers())
+            .set("bootstrap.servers", &self.brokers)
             .set("linger.ms", "5")
             .set("message.max.bytes", "16777216")
             .create()
@@ -195,8 +206,13 @@ pub struct Reader {
 
 impl Reader {
     pub fn new(topic: &str, read_committed: bool) -> Reader {
+        Reader::on(&brokers(), topic, read_committed)
+    }
+
+    /// A reader on another broker.
+    pub fn on(brokers: &str, topic: &str, read_committed: bool) -> Reader {
         let consumer: BaseConsumer = ClientConfig::new()
-            .set("bootstrap.servers", brokers())
+            .set("bootstrap.servers", brokers)
             .set("group.id", format!("reader-{}-{}", topic, read_committed))
             .set("enable.auto.commit", "false")
             .set("auto.offset.reset", "earliest")
