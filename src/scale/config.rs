@@ -27,7 +27,7 @@ pub struct ScaleConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SimulationConfig {
-    /// Records per second one replica processes (measure yours with scripts/bench-e2e.sh).
+    /// Records per second one replica processes (measure yours with `tidal bench`: the capacity row).
     pub per_replica_rate: f64,
     pub partitions: u32,
     /// Time from a scale-up decision to the new replica serving.

@@ -134,7 +134,7 @@ fn write_then_commit(
 
 /// Serves delivery reports until nothing is in flight. `commit_transaction` flushes too, but
 /// rdkafka's `BaseProducer::flush` polls in 100 ms steps, which cost ~100 ms per transaction
-/// (measured: 105 ms commits before, see benches/end_to_end.rs). If the deadline passes, the
+/// (measured: 105 ms commits before; `tidal bench` shows the effect). If the deadline passes, the
 /// commit's own flush takes over.
 fn wait_for_deliveries(clients: &Clients, timeout: Duration) {
     let deadline = Instant::now() + timeout;
