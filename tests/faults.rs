@@ -134,3 +134,44 @@ fn a_broker_paused_beyond_the_session_and_transaction_timeouts_loses_and_duplica
         kafka_sh("resume", broker.port);
     });
 }
+
+#[test]
+#[ignore = "needs Kafka and the models: run scripts/test.sh"]
+fn a_rebalance_storm_loses_and_duplicates_nothing() {
+    // Replicas 1 → 4 → 1, twice, while 2,000 slowed-down requests flow. Each time the extra
+    // replicas are stopped only after they have written results (they really took partitions).
+    let fx = Fixture::new("storm", 4, "[batch]\nmax_batch = 8\n[faults]\ndelay_before_commit = \"100ms\"\n");
+    let reqs = requests(2000);
+    fx.produce_texts(&reqs);
+    let mut committed = Reader::new(&fx.results(), true);
+    let mut first = fx.spawn("s0");
+    committed.read_until(100, Duration::from_secs(120));
+    for cycle in 0..2 {
+        let names: Vec<String> = (1..4).map(|i| format!("s{cycle}{i}")).collect();
+        let mut extra: Vec<_> = names.iter().map(|name| fx.spawn(name)).collect();
+        let wrote = |reader: &Reader| {
+            names
+                .iter()
+                .filter(|name| {
+                    let id = format!("{}-{name}-0", fx.prefix);
+                    reader.records.iter().any(|r| r.headers.get("tidal.processor") == Some(&id))
+                })
+                .count()
+        };
+        let until = Instant::now() + Duration::from_secs(90);
+        while wrote(&committed) < names.len() && Instant::now() < until {
+            committed.poll_for(Duration::from_millis(200));
+        }
+        assert!(committed.records.len() < reqs.len(), "the storm must happen mid-stream");
+        assert!(wrote(&committed) >= 2, "the extra replicas must take partitions and write results");
+        for child in &mut extra {
+            let status = terminate(child, Duration::from_secs(40));
+            assert!(status.is_some_and(|s| s.success()), "a replica leaving gracefully exits 0: {status:?}");
+        }
+    }
+    committed.read_until(reqs.len(), Duration::from_secs(300));
+    committed.poll_for(Duration::from_secs(3));
+    let status = terminate(&mut first, Duration::from_secs(40));
+    assert_exactly_once(&committed, &reqs);
+    assert!(status.is_some_and(|s| s.success()), "first replica: {status:?}");
+}
