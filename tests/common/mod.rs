@@ -41,6 +41,32 @@ impl Record {
 /// A request record to produce: key, value, headers.
 pub type OutgoingRecord<'a> = (Option<String>, Option<Vec<u8>>, Vec<(&'a str, String)>);
 
+/// A `tidal serve` child process, killed when dropped: a failing test must not leave processors
+/// running (they would hold the test's stderr open and keep consuming).
+pub struct Server(pub Child);
+
+impl std::ops::Deref for Server {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Server {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
 /// Topics, group and config of one test.
 pub struct Fixture {
     pub prefix: String,
@@ -120,8 +146,8 @@ impl Fixture {
     }
 
     /// Starts `tidal serve` with this fixture's config.
-    pub fn spawn(&self, instance: &str) -> Child {
-        Command::new(env!("CARGO_BIN_EXE_tidal"))
+    pub fn spawn(&self, instance: &str) -> Server {
+        let child = Command::new(env!("CARGO_BIN_EXE_tidal"))
             .args(["serve", "--config"])
             .arg(&self.config_path)
             .args(["--instance", instance])
@@ -129,11 +155,12 @@ impl Fixture {
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()
-            .expect("start tidal serve")
+            .expect("start tidal serve");
+        Server(child)
     }
 
     /// Starts `tidal serve` with its log (stderr) in a file of the fixture's folder.
-    pub fn spawn_logged(&self, instance: &str, log_name: &str) -> (Child, PathBuf) {
+    pub fn spawn_logged(&self, instance: &str, log_name: &str) -> (Server, PathBuf) {
         let log = self.dir.path().join(log_name);
         let child = Command::new(env!("CARGO_BIN_EXE_tidal"))
             .args(["serve", "--config"])
@@ -145,7 +172,7 @@ impl Fixture {
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
             .expect("start tidal serve");
-        (child, log)
+        (Server(child), log)
     }
 
     /// Produces (key, value) pairs to the request topic and waits for delivery.
