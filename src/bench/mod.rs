@@ -187,30 +187,54 @@ fn python_stream_phase(
 /// A long backlog drained by tidal exactly-once: is throughput steady minute after minute?
 fn steady_phase(config: &BenchConfig, kafka: &KafkaConfig, n: u64, nonce: u64) -> Result<RunResult> {
     let prefix = format!("bench-{nonce}-steady");
+    let (mut drained, _running) = drain_backlog(config, kafka, &prefix, Delivery::ExactlyOnce, n, "steady")?;
+    drained.name = "tidal exactly-once (steady backlog)".into();
+    Ok(drained)
+}
+
+/// tidal serving one benchmark's topics, with the producer and reader aimed at them.
+struct TidalUnderLoad {
+    producer: RequestProducer,
+    reader: ResultReader,
+    tidal: processes::ChildGuard,
+    log: PathBuf,
+}
+
+/// Creates `<prefix>` topics, produces a backlog of `n` requests, starts tidal and measures how
+/// fast it drains them. tidal keeps running for more load.
+fn drain_backlog(
+    config: &BenchConfig,
+    kafka: &KafkaConfig,
+    prefix: &str,
+    delivery: Delivery,
+    n: u64,
+    label: &str,
+) -> Result<(RunResult, TidalUnderLoad)> {
     let (requests, results, dlq) =
         (format!("{prefix}.requests.sentiment"), format!("{prefix}.results.sentiment"), format!("{prefix}.dlq"));
     kafka_load::create_topics(kafka, &[&requests, &results, &dlq], PARTITIONS)?;
     let producer = RequestProducer::new(kafka, &requests)?;
-    let progress = bar(n, "steady: producing the backlog".into());
+    let progress = bar(n, format!("{label}: producing the backlog"));
     producer.backlog(0..n, &progress)?;
     progress.finish();
     let mut reader = ResultReader::start(kafka, &results, PARTITIONS, &format!("{prefix}-reader"))?;
     let target = processes::TidalTarget {
         brokers: &config.brokers,
-        prefix: &prefix,
-        delivery: Delivery::ExactlyOnce,
+        prefix,
+        delivery,
         workers: config.workers,
         pin: config.pin,
         max_batch: config.max_batch,
         out: &config.out,
     };
     let (mut tidal, log) = processes::start_tidal(&target)?;
-    let progress = bar(n, "steady: tidal exactly-once draining".into());
+    let progress = bar(n, format!("{label}: draining the backlog"));
     let deadline = Instant::now() + Duration::from_secs_f64(n as f64 / 5.0 + 60.0);
     let arrivals = reader.gather(0..n, deadline, &progress);
     progress.finish();
     tidal.check_running(&log)?;
-    Ok(arrivals.backlog_result("tidal exactly-once (steady backlog)", n))
+    let drained = arrivals.backlog_result(&format!("{label} (capacity)"), n);
+    Ok((drained, TidalUnderLoad { producer, reader, tidal, log }))
 }
 
 fn tidal_phase(
@@ -227,30 +251,9 @@ fn tidal_phase(
         Delivery::AtLeastOnce => "at-least-once",
     };
     let prefix = format!("bench-{nonce}-{mode}");
-    let (requests, results, dlq) =
-        (format!("{prefix}.requests.sentiment"), format!("{prefix}.results.sentiment"), format!("{prefix}.dlq"));
-    kafka_load::create_topics(kafka, &[&requests, &results, &dlq], PARTITIONS)?;
-    let producer = RequestProducer::new(kafka, &requests)?;
-    let progress = bar(backlog, format!("tidal {mode}: producing the backlog"));
-    producer.backlog(0..backlog, &progress)?;
-    progress.finish();
-    let mut reader = ResultReader::start(kafka, &results, PARTITIONS, &format!("{prefix}-reader"))?;
-    let target = processes::TidalTarget {
-        brokers: &config.brokers,
-        prefix: &prefix,
-        delivery,
-        workers: config.workers,
-        pin: config.pin,
-        max_batch: config.max_batch,
-        out: &config.out,
-    };
-    let (mut tidal, log) = processes::start_tidal(&target)?;
-    let progress = bar(backlog, format!("tidal {mode}: draining the backlog"));
-    let deadline = Instant::now() + Duration::from_secs_f64(backlog as f64 / 5.0 + 60.0);
-    let arrivals = reader.gather(0..backlog, deadline, &progress);
-    progress.finish();
-    tidal.check_running(&log)?;
-    let capacity = arrivals.backlog_result(&format!("tidal {mode} (capacity)"), backlog);
+    let label = format!("tidal {mode}");
+    let (capacity, running) = drain_backlog(config, kafka, &prefix, delivery, backlog, &label)?;
+    let TidalUnderLoad { producer, mut reader, mut tidal, log } = running;
     if capacity.results < backlog {
         return Err(Error::Bench(format!("tidal answered {} of {backlog}; see {}", capacity.results, log.display())));
     }
