@@ -12,6 +12,7 @@
 //! | [`kafka`] | client options, consumer context, topic administration, transactional error classes |
 //! | [`worker`] | pinned worker threads, each running consume → infer → produce → commit |
 //! | [`metrics`] | metric names and the Prometheus exporter |
+//! | [`gateway`] | `tidal gateway`: HTTP request-reply over the topics for synchronous callers |
 //! | [`tools`] | `tidal produce` / `tidal consume`: small clients for demos and operators |
 //! | [`vision`] | image decoding, resizing, warping and geometry for the image models (pure) |
 //! | [`scale`] | the companion scaler: policies, damping, simulation |
@@ -21,6 +22,7 @@ pub mod bench;
 pub mod codec;
 pub mod config;
 pub mod error;
+pub mod gateway;
 pub mod kafka;
 pub mod metrics;
 pub mod models;

@@ -1,6 +1,6 @@
 //! The `tidal` command: a thin CLI over the library.
 
-use std::io::BufReader;
+use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -55,9 +55,10 @@ enum Command {
     },
     /// Produce JSON lines (one request per line) from a file or stdin to a topic, or image files
     /// as raw records (`--image`, with a content-type header and the file stem as id).
-    ///
-    /// Examples: echo '{"id":"1","text":"I loved it"}' | tidal produce --topic tidal.requests.sentiment
-    ///           tidal produce --topic tidal.requests.ocr --image scan1.png --image scan2.jpg
+    #[command(after_help = "Examples:
+  echo '{\"id\":\"1\",\"text\":\"I loved it\"}' | tidal produce --topic tidal.requests.sentiment
+  tidal produce requests.jsonl --rate 50          # 50 requests/s, with a progress bar
+  tidal produce --topic tidal.requests.ocr --image scan1.png --image scan2.jpg")]
     Produce {
         #[command(flatten)]
         brokers: BrokerArgs,
@@ -67,12 +68,20 @@ enum Command {
         /// Send this JPEG/PNG file as one raw record (repeatable); no JSON input is read then.
         #[arg(long = "image", value_name = "FILE")]
         images: Vec<PathBuf>,
+        /// Records per second (default: as fast as the broker takes them).
+        #[arg(long)]
+        rate: Option<f64>,
+        /// No progress bar (it is drawn only on a terminal anyway).
+        #[arg(long)]
+        quiet: bool,
         /// File of JSON lines; `-` or nothing reads stdin.
         file: Option<PathBuf>,
     },
-    /// Print a topic's committed records (read_committed) as JSON lines.
-    ///
-    /// Example: tidal consume --topic tidal.results.sentiment --max 10
+    /// Print a topic's committed records (read_committed) as JSON lines, from the beginning.
+    #[command(after_help = "Examples:
+  tidal consume --topic tidal.results.sentiment --max 10
+  tidal consume --topic tidal.results.sentiment --follow | jq .label
+  tidal consume --topic tidal.dlq --headers          # dead letters with their reason headers")]
     Consume {
         #[command(flatten)]
         brokers: BrokerArgs,
@@ -85,10 +94,149 @@ enum Command {
         /// Stop when nothing arrived for this long.
         #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
         idle: Duration,
+        /// Keep reading new records until interrupted (ignores --idle).
+        #[arg(long, short)]
+        follow: bool,
         /// Print headers too (as {"value": ..., "headers": {...}}).
         #[arg(long)]
         headers: bool,
     },
+    /// HTTP request-reply over the stream: POST a request, get its result (or 504 at the timeout).
+    #[command(after_help = "Examples:
+  tidal gateway --listen 127.0.0.1:8080
+  curl -s localhost:8080/v1/models/sentiment -d '{\"text\": \"I loved it\"}'
+  curl -s localhost:8080/v1/models/ocr?timeout_ms=10000 -H 'Content-Type: image/png' --data-binary @scan.png
+
+Answers: 200 result, 400 bad body, 404 unknown model, 409 id already waiting, 413 too large,
+422 dead-lettered (with the reason), 503 Kafka unavailable, 504 no result in time.")]
+    Gateway(GatewayArgs),
+    /// List, describe and verify model manifests: what `tidal serve` would load, checked before
+    /// it serves.
+    #[command(subcommand)]
+    Models(ModelsCommand),
+}
+
+#[derive(Subcommand)]
+enum ModelsCommand {
+    /// Every manifest (built-in, or those in --manifest-dir) with its kind, version, licence and
+    /// whether its files are installed.
+    List(ModelArgs),
+    /// A manifest, its files and each ONNX file's inputs and outputs.
+    #[command(after_help = "Example:\n  tidal models describe sentiment")]
+    Describe {
+        /// Model name (as in `tidal models list`).
+        name: String,
+        #[command(flatten)]
+        dirs: ModelArgs,
+    },
+    /// Load a model as a worker does and run it on a sample request; prints the result and the
+    /// load and inference times. Exits 1 when anything fails, with the reason.
+    #[command(after_help = "Examples:
+  tidal models verify sentiment
+  tidal models verify ocr --input receipt.png               # a raw JPEG/PNG
+  tidal models verify face-match --input pair.json          # {\"image_a\": \"<base64>\", \"image_b\": \"<base64>\"}
+  tidal models verify sentiment --manifest-dir ./my-models  # your own export of the same family")]
+    Verify {
+        /// Model name (as in `tidal models list`).
+        name: String,
+        /// A request value to run: a JSON request, or a JPEG/PNG for single-image models
+        /// (default: a built-in sample).
+        #[arg(long)]
+        input: Option<PathBuf>,
+        #[command(flatten)]
+        dirs: ModelArgs,
+    },
+}
+
+/// `tidal gateway` options.
+#[derive(Args)]
+struct GatewayArgs {
+    #[command(flatten)]
+    brokers: BrokerArgs,
+    /// HTTP listen address.
+    #[arg(long, env = "TIDAL_GATEWAY_LISTEN", default_value = "127.0.0.1:8080")]
+    listen: std::net::SocketAddr,
+    /// Models accepted (topic suffixes).
+    #[arg(long = "model", value_delimiter = ',', default_value = "sentiment,face-match,ocr")]
+    models: Vec<String>,
+    /// How long to wait for a result by default.
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    timeout: Duration,
+    /// Longest wait a client may ask for with `?timeout_ms=`.
+    #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
+    max_timeout: Duration,
+    /// Largest request body in bytes (images included).
+    #[arg(long, default_value_t = 10 * 1024 * 1024)]
+    max_body: usize,
+    /// Prometheus endpoint (`host:port`; empty: none).
+    #[arg(long, env = "TIDAL_METRICS_LISTEN", default_value = "127.0.0.1:9465")]
+    metrics_listen: String,
+}
+
+/// `tidal gateway`.
+async fn gateway(args: GatewayArgs) -> anyhow::Result<()> {
+    let defaults = tidal::config::TopicNames::default();
+    if !args.metrics_listen.is_empty() {
+        let address = args
+            .metrics_listen
+            .parse()
+            .with_context(|| format!("--metrics-listen '{}' is not host:port", args.metrics_listen))?;
+        metrics::install_exporter(address)?;
+    }
+    let settings = tidal::gateway::GatewaySettings {
+        listen: args.listen,
+        models: args.models,
+        request_prefix: defaults.request_prefix,
+        result_prefix: defaults.result_prefix,
+        dead_letter: defaults.dead_letter,
+        timeout: args.timeout,
+        max_timeout: args.max_timeout.max(args.timeout),
+        max_body_bytes: args.max_body,
+    };
+    let config = kafka_config(&args.brokers)?;
+    let gateway = tokio::task::block_in_place(|| tidal::gateway::Gateway::connect(&config, settings))?;
+    let shutdown = async {
+        let mut sigterm = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(signal) => signal,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot watch SIGTERM; stop the gateway with SIGINT");
+                return std::future::pending().await;
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = sigterm.recv() => {}
+        }
+        tracing::info!("stopping the gateway");
+    };
+    gateway.serve(shutdown).await?;
+    Ok(())
+}
+
+/// Where `tidal models` finds manifests, model files and ONNX Runtime (as `tidal serve` would).
+#[derive(Args)]
+struct ModelArgs {
+    /// Serve configuration to take the folders and input limits from.
+    #[arg(long, short, env = "TIDAL_CONFIG")]
+    config: Option<PathBuf>,
+    /// Folder of manifests (`<name>.toml`); default: the built-in ones.
+    #[arg(long, env = "TIDAL_MANIFEST_DIR")]
+    manifest_dir: Option<PathBuf>,
+    /// Folder the manifests' file paths resolve against.
+    #[arg(long, env = "TIDAL_MODEL_DIR")]
+    model_dir: Option<PathBuf>,
+}
+
+impl ModelArgs {
+    fn into_config(self) -> anyhow::Result<ServeConfig> {
+        let mut config = match &self.config {
+            Some(path) => ServeConfig::from_file(path)?,
+            None => ServeConfig::default(),
+        };
+        config.manifest_dir = self.manifest_dir.or(config.manifest_dir);
+        config.model_dir = self.model_dir.or(config.model_dir);
+        Ok(config)
+    }
 }
 
 /// `tidal bench` options.
@@ -307,6 +455,60 @@ impl ServeArgs {
     }
 }
 
+/// `tidal models`.
+fn models(command: ModelsCommand) -> anyhow::Result<()> {
+    match command {
+        ModelsCommand::List(dirs) => {
+            let config = dirs.into_config()?;
+            let model_dir = config.model_dir();
+            println!("{:<14} {:<20} {:<22} {:<12} FILES", "NAME", "KIND", "VERSION", "LICENCE");
+            for model in tools::list(config.manifest_dir.as_deref(), &model_dir)? {
+                let files = match model.missing.as_slice() {
+                    [] => "installed".to_string(),
+                    missing => format!("{} missing (run scripts/setup.sh)", missing.len()),
+                };
+                println!("{:<14} {:<20} {:<22} {:<12} {files}", model.name, model.kind, model.version, model.license);
+            }
+            println!("model files under {}", model_dir.display());
+            Ok(())
+        }
+        ModelsCommand::Describe { name, dirs } => {
+            let config = dirs.into_config()?;
+            let text = tools::describe(
+                &name,
+                config.manifest_dir.as_deref(),
+                &config.model_dir(),
+                &config.onnxruntime_library(),
+            )?;
+            print!("{text}");
+            Ok(())
+        }
+        ModelsCommand::Verify { name, input, dirs } => {
+            let config = dirs.into_config()?;
+            let sample = match &input {
+                Some(path) => Some(std::fs::read(path).with_context(|| format!("reading {}", path.display()))?),
+                None => None,
+            };
+            let verification = tools::verify(
+                &name,
+                config.manifest_dir.as_deref(),
+                &config.model_dir(),
+                &config.onnxruntime_library(),
+                sample,
+                &config.limits,
+            )?;
+            println!("{}", serde_json::to_string_pretty(&verification)?);
+            eprintln!(
+                "{name} {}: loaded in {:.0} ms, answered the sample in {:.1} ms",
+                verification.version,
+                verification.load.as_secs_f64() * 1e3,
+                verification.infer.as_secs_f64() * 1e3
+            );
+            Ok(())
+        }
+    }
+}
+
 fn bench(args: BenchArgs) -> anyhow::Result<()> {
     tidal::config::validate_brokers(&args.brokers.brokers)?;
     if args.loads.iter().any(|l| !(1.0..=300.0).contains(l)) {
@@ -376,7 +578,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     (Some(n), false) => n.to_string(),
                     (None, false) => anyhow::bail!("give a replica count, or --clear"),
                 };
-                let count = tools::produce_lines(&kafka_config(&brokers)?, &topic, value.as_bytes())?;
+                let options = tools::ProduceOptions::default();
+                let count = tools::produce_lines(&kafka_config(&brokers)?, &topic, value.as_bytes(), options)?;
                 eprintln!("override record {value:?} written to {topic} ({count} record)");
                 Ok(())
             }
@@ -397,26 +600,32 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }),
-        Command::Produce { brokers, topic, images, file } => {
+        Command::Models(command) => models(command),
+        Command::Gateway(args) => runtime.block_on(gateway(args)),
+        Command::Produce { brokers, topic, images, rate, quiet, file } => {
             let config = kafka_config(&brokers)?;
             if !images.is_empty() {
                 let count = tools::produce_images(&config, &topic, &images)?;
                 eprintln!("produced {count} image records to {topic}");
                 return Ok(());
             }
+            let options = tools::ProduceOptions { rate, total: None, progress: !quiet };
             let count = match file.filter(|f| f.as_os_str() != "-") {
                 Some(path) => {
-                    let f = std::fs::File::open(&path).with_context(|| format!("opening {}", path.display()))?;
-                    tools::produce_lines(&config, &topic, BufReader::new(f))?
+                    let open = || std::fs::File::open(&path).with_context(|| format!("opening {}", path.display()));
+                    let total = BufReader::new(open()?).lines().map_while(Result::ok).filter(|l| !l.trim().is_empty());
+                    let options = tools::ProduceOptions { total: Some(total.count() as u64), ..options };
+                    tools::produce_lines(&config, &topic, BufReader::new(open()?), options)?
                 }
-                None => tools::produce_lines(&config, &topic, std::io::stdin().lock())?,
+                None => tools::produce_lines(&config, &topic, std::io::stdin().lock(), options)?,
             };
             eprintln!("produced {count} records to {topic}");
             Ok(())
         }
-        Command::Consume { brokers, topic, max, idle, headers } => {
+        Command::Consume { brokers, topic, max, idle, follow, headers } => {
             let config = kafka_config(&brokers)?;
-            tools::consume(&config, &topic, max, idle, |value, hdrs| {
+            let until = tools::ConsumeUntil { max, idle: (!follow).then_some(idle) };
+            tools::consume(&config, &topic, until, |value, hdrs| {
                 if headers {
                     let hdrs: serde_json::Map<String, serde_json::Value> =
                         hdrs.into_iter().map(|(k, v)| (k, serde_json::Value::String(v))).collect();

@@ -21,6 +21,8 @@ pub const REBALANCES: &str = "tidal_rebalances_total";
 pub const CONSUMER_LAG: &str = "tidal_consumer_lag";
 pub const WORKER_RESTARTS: &str = "tidal_worker_restarts_total";
 pub const WORKERS: &str = "tidal_workers";
+pub const GATEWAY_REQUESTS: &str = "tidal_gateway_requests_total";
+pub const GATEWAY_SECONDS: &str = "tidal_gateway_seconds";
 
 const SECONDS_BUCKETS: &[f64] =
     &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
@@ -81,4 +83,10 @@ pub fn worker_restart(reason: &'static str) {
 
 pub fn workers(count: usize) {
     gauge!(WORKERS).set(count as f64);
+}
+
+/// One gateway request ended with `outcome` after `took`.
+pub fn gateway_request(model: &str, outcome: &'static str, took: Duration) {
+    counter!(GATEWAY_REQUESTS, "model" => model.to_string(), "outcome" => outcome).increment(1);
+    histogram!(GATEWAY_SECONDS, "model" => model.to_string()).record(took.as_secs_f64());
 }

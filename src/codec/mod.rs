@@ -2,7 +2,7 @@
 //! bytes (no I/O), so they are unit-tested, property-tested and fuzzable on their own.
 
 mod bad_input;
-mod dead_letter;
+pub mod dead_letter;
 mod request;
 mod response;
 

@@ -284,9 +284,42 @@ impl Manifest {
         Self::parse(text, &format!("built-in {name}.toml"))
     }
 
-    /// Checks that the files a manifest names exist under `model_dir`.
-    pub fn check_files(&self, model_dir: &Path) -> Result<()> {
-        let files: Vec<&Path> = match &self.kind {
+    /// Every manifest: each `*.toml` in `dir` when a folder is given (sorted by name), else the
+    /// built-in ones. Each comes with its source text.
+    pub fn all(dir: Option<&Path>) -> Result<Vec<(Self, String)>> {
+        let Some(dir) = dir else {
+            return BUILT_IN
+                .iter()
+                .map(|(name, text)| Ok((Self::parse(text, &format!("built-in {name}.toml"))?, text.to_string())))
+                .collect();
+        };
+        let entries = std::fs::read_dir(dir).map_err(|source| Error::Io { path: dir.to_path_buf(), source })?;
+        let mut paths: Vec<PathBuf> = entries
+            .filter_map(|entry| entry.ok().map(|e| e.path()))
+            .filter(|path| path.extension().is_some_and(|e| e == "toml"))
+            .collect();
+        paths.sort();
+        paths
+            .into_iter()
+            .map(|path| {
+                let text = std::fs::read_to_string(&path).map_err(|source| Error::Io { path: path.clone(), source })?;
+                Ok((Self::parse(&text, &path.display().to_string())?, text))
+            })
+            .collect()
+    }
+
+    /// The kind's table name, as written in the manifest.
+    pub fn kind_name(&self) -> &'static str {
+        match &self.kind {
+            ModelKind::TextClassification(_) => "text-classification",
+            ModelKind::FaceMatch(_) => "face-match",
+            ModelKind::Ocr(_) => "ocr",
+        }
+    }
+
+    /// The files the manifest names, relative to the model folder.
+    pub fn files(&self) -> Vec<&Path> {
+        match &self.kind {
             ModelKind::TextClassification(spec) => vec![&spec.model, &spec.tokenizer],
             ModelKind::FaceMatch(spec) => vec![&spec.pnet, &spec.rnet, &spec.onet, &spec.embedder],
             ModelKind::Ocr(spec) => {
@@ -294,7 +327,12 @@ impl Manifest {
                 files.extend(spec.classifier.as_deref());
                 files
             }
-        };
+        }
+    }
+
+    /// Checks that the files a manifest names exist under `model_dir`.
+    pub fn check_files(&self, model_dir: &Path) -> Result<()> {
+        let files = self.files();
         for file in files {
             let path = model_dir.join(file);
             if !path.is_file() {

@@ -1,8 +1,10 @@
-//! Small clients for demos and operators: produce JSON lines as requests, read results back
-//! with `read_committed`.
+//! Small clients for demos and operators: produce JSON lines as requests (at a chosen rate,
+//! with progress), read results back with `read_committed` (once, or following the topic).
 
 use std::io::BufRead;
 use std::time::{Duration, Instant};
+
+use indicatif::{ProgressBar, ProgressStyle};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message};
@@ -12,16 +14,41 @@ use crate::config::KafkaConfig;
 use crate::error::{Error, Result};
 use crate::kafka;
 
+/// How `produce_lines` paces and reports.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ProduceOptions {
+    /// Records per second; `None` sends as fast as the producer takes them.
+    pub rate: Option<f64>,
+    /// Lines expected (for a progress bar with an ETA); `None` shows a counter.
+    pub total: Option<u64>,
+    /// Draw a progress bar on stderr (only when stderr is a terminal).
+    pub progress: bool,
+}
+
 /// Produces each non-empty line of `input` as one record to `topic`; the key is the line's `id`
 /// field when it has one. Returns the number of records written.
-pub fn produce_lines(kafka_config: &KafkaConfig, topic: &str, input: impl BufRead) -> Result<usize> {
+pub fn produce_lines(
+    kafka_config: &KafkaConfig,
+    topic: &str,
+    input: impl BufRead,
+    options: ProduceOptions,
+) -> Result<usize> {
+    if let Some(rate) = options.rate.filter(|r| !(r.is_finite() && *r > 0.0)) {
+        return Err(Error::Config(format!("--rate must be a positive number of records per second, got {rate}")));
+    }
     let producer: ThreadedProducer<DefaultProducerContext> =
         kafka::plain_producer_config(kafka_config)?.create().map_err(|e| Error::kafka("creating the producer", e))?;
+    let progress = progress_bar(options);
+    let started = Instant::now();
     let mut count = 0;
     for line in input.lines() {
         let line = line.map_err(|source| Error::Io { path: "<input>".into(), source })?;
         if line.trim().is_empty() {
             continue;
+        }
+        if let Some(rate) = options.rate {
+            let due = started + Duration::from_secs_f64(count as f64 / rate);
+            std::thread::sleep(due.saturating_duration_since(Instant::now()));
         }
         let key = serde_json::from_str::<serde_json::Value>(&line)
             .ok()
@@ -41,9 +68,29 @@ pub fn produce_lines(kafka_config: &KafkaConfig, topic: &str, input: impl BufRea
             }
         }
         count += 1;
+        progress.inc(1);
     }
     producer.flush(Duration::from_secs(30)).map_err(|e| Error::kafka(format!("flushing records to {topic}"), e))?;
+    progress.finish_and_clear();
     Ok(count)
+}
+
+/// A bar with ETA when the total is known, a counter with the rate otherwise; hidden unless asked
+/// for (indicatif also hides it when stderr is not a terminal).
+fn progress_bar(options: ProduceOptions) -> ProgressBar {
+    if !options.progress {
+        return ProgressBar::hidden();
+    }
+    match options.total {
+        Some(total) => ProgressBar::new(total).with_style(
+            ProgressStyle::with_template("{bar:40} {pos}/{len} records  {per_sec}  eta {eta}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        ),
+        None => ProgressBar::new_spinner().with_style(
+            ProgressStyle::with_template("{spinner} {pos} records  {per_sec}")
+                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+        ),
+    }
 }
 
 /// Produces each image file as one raw record: the bytes as the value, `content-type:
@@ -70,13 +117,21 @@ pub fn produce_images(kafka_config: &KafkaConfig, topic: &str, paths: &[std::pat
     Ok(paths.len())
 }
 
+/// When `consume` stops.
+#[derive(Debug, Clone, Copy)]
+pub struct ConsumeUntil {
+    /// After this many records.
+    pub max: Option<usize>,
+    /// After nothing arrived for this long; `None` follows the topic until interrupted.
+    pub idle: Option<Duration>,
+}
+
 /// Reads `topic` from the beginning with `read_committed` and calls `emit` for each value, until
-/// `max` records were read or nothing arrived for `idle`. Returns the number read.
+/// `until` says stop. Returns the number read.
 pub fn consume(
     kafka_config: &KafkaConfig,
     topic: &str,
-    max: Option<usize>,
-    idle: Duration,
+    until: ConsumeUntil,
     mut emit: impl FnMut(&str, Vec<(String, String)>),
 ) -> Result<usize> {
     let group = format!("tidal-reader-{}", std::process::id());
@@ -86,7 +141,7 @@ pub fn consume(
     consumer.subscribe(&[topic]).map_err(|e| Error::kafka(format!("subscribing to {topic}"), e))?;
     let mut count = 0;
     let mut last = Instant::now();
-    while max.is_none_or(|m| count < m) && last.elapsed() < idle {
+    while until.max.is_none_or(|m| count < m) && until.idle.is_none_or(|idle| last.elapsed() < idle) {
         match consumer.poll(Duration::from_millis(200)) {
             Some(Ok(message)) => {
                 let value = String::from_utf8_lossy(message.payload().unwrap_or_default()).into_owned();
