@@ -151,8 +151,12 @@ enum ModelsCommand {
 /// `tidal gateway` options.
 #[derive(Args)]
 struct GatewayArgs {
-    #[command(flatten)]
-    brokers: BrokerArgs,
+    /// Serve configuration to take the Kafka settings and topic names from (the processors').
+    #[arg(long, short, env = "TIDAL_CONFIG")]
+    config: Option<PathBuf>,
+    /// Kafka bootstrap servers (overrides the configuration's).
+    #[arg(long, env = "TIDAL_BROKERS")]
+    brokers: Option<String>,
     /// HTTP listen address.
     #[arg(long, env = "TIDAL_GATEWAY_LISTEN", default_value = "127.0.0.1:8080")]
     listen: std::net::SocketAddr,
@@ -175,7 +179,15 @@ struct GatewayArgs {
 
 /// `tidal gateway`.
 async fn gateway(args: GatewayArgs) -> anyhow::Result<()> {
-    let defaults = tidal::config::TopicNames::default();
+    let mut config = match &args.config {
+        Some(path) => ServeConfig::from_file(path)?,
+        None => ServeConfig::default(),
+    };
+    if let Some(brokers) = args.brokers {
+        config.kafka.brokers = brokers;
+    }
+    tidal::config::validate_brokers(&config.kafka.brokers)?;
+    let topics = config.topics.clone();
     if !args.metrics_listen.is_empty() {
         let address = args
             .metrics_listen
@@ -186,15 +198,14 @@ async fn gateway(args: GatewayArgs) -> anyhow::Result<()> {
     let settings = tidal::gateway::GatewaySettings {
         listen: args.listen,
         models: args.models,
-        request_prefix: defaults.request_prefix,
-        result_prefix: defaults.result_prefix,
-        dead_letter: defaults.dead_letter,
+        request_prefix: topics.request_prefix,
+        result_prefix: topics.result_prefix,
+        dead_letter: topics.dead_letter,
         timeout: args.timeout,
         max_timeout: args.max_timeout.max(args.timeout),
         max_body_bytes: args.max_body,
     };
-    let config = kafka_config(&args.brokers)?;
-    let gateway = tokio::task::block_in_place(|| tidal::gateway::Gateway::connect(&config, settings))?;
+    let gateway = tokio::task::block_in_place(|| tidal::gateway::Gateway::connect(&config.kafka, settings))?;
     let shutdown = async {
         let mut sigterm = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
             Ok(signal) => signal,

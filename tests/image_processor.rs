@@ -69,6 +69,7 @@ fn face_match_requests_are_answered_exactly_once() {
     assert_each_id_once(&committed, &ids);
     for record in &committed.records {
         let v = record.json();
+        common::assert_matches_schema(&v, "face-match.result");
         let id = v["id"].as_str().unwrap();
         assert_eq!(v["model"], "face-match");
         assert_eq!(v["result"]["match"], expected[id], "{id}: {}", v["result"]);
@@ -146,6 +147,7 @@ fn ocr_requests_survive_a_crash_mid_transaction_exactly_once() {
     assert_each_id_once(&committed, &ids);
     for record in &committed.records {
         let v = record.json();
+        common::assert_matches_schema(&v, "ocr.result");
         let id = v["id"].as_str().unwrap();
         assert_eq!(v["model"], "ocr");
         assert_eq!(v["result"]["text"], truth[id].as_str(), "{id}");

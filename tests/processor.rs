@@ -27,6 +27,7 @@ fn thousand_requests_give_thousand_results_exactly_once() {
     let text_of: HashMap<&str, &str> = reqs.iter().map(|(id, t)| (id.as_str(), t.as_str())).collect();
     for record in &committed.records {
         let v = record.json();
+        common::assert_matches_schema(&v, "sentiment.result");
         let id = v["id"].as_str().unwrap();
         assert_eq!(record.key.as_deref(), Some(id), "result keyed like its request");
         assert_eq!(v["model"], "sentiment");
@@ -152,6 +153,7 @@ fn every_bad_input_goes_to_the_dead_letter_topic_with_its_reason() {
             .iter()
             .find(|r| r.key.as_deref() == Some(&format!("bad-{kind}")))
             .unwrap_or_else(|| panic!("no dead letter for {kind}"));
+        common::assert_matches_schema(&common::headers_json(&letter.headers), "dead-letter.headers");
         assert_eq!(letter.headers["tidal.error.kind"], *kind);
         assert!(!letter.headers["tidal.error.reason"].is_empty());
         assert_eq!(letter.headers["tidal.source.topic"], fx.requests());

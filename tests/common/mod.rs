@@ -342,3 +342,18 @@ pub const LABELLED: &[(&str, &str)] = &[
     ("Worst two hours of my life. Avoid.", "negative"),
     ("terrible film", "negative"),
 ];
+
+/// Asserts that `value` matches `topics/schemas/<schema>.schema.json` (the published contract).
+pub fn assert_matches_schema(value: &serde_json::Value, schema: &str) {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("topics/schemas/{schema}.schema.json"));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let schema_json: serde_json::Value = serde_json::from_str(&text).expect("schema is JSON");
+    let validator = jsonschema::validator_for(&schema_json).expect("schema is a valid JSON Schema");
+    let errors: Vec<String> = validator.iter_errors(value).map(|e| format!("{} at {}", e, e.instance_path())).collect();
+    assert!(errors.is_empty(), "{value} does not match {schema}: {errors:?}");
+}
+
+/// Headers as a JSON object (for the dead-letter headers schema).
+pub fn headers_json(headers: &HashMap<String, String>) -> serde_json::Value {
+    headers.iter().map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone()))).collect()
+}
