@@ -142,7 +142,9 @@ impl FaceMatcher {
     fn result_json(&self, a: &FaceAnalysis, b: &FaceAnalysis) -> Value {
         let threshold = self.spec.threshold;
         let (similarity, reason) = match (&a.embedding, &b.embedding) {
-            (Some(ea), Some(eb)) => (Some(ea.iter().zip(eb).map(|(x, y)| x * y).sum::<f32>()), None),
+            // Unit vectors: the dot product is the cosine, clamped because f32 rounding can step
+            // just past ±1 (an image against itself gave 1.0000001).
+            (Some(ea), Some(eb)) => (Some(ea.iter().zip(eb).map(|(x, y)| x * y).sum::<f32>().clamp(-1.0, 1.0)), None),
             (None, None) => (None, Some("no face found in image_a or image_b")),
             (None, _) => (None, Some("no face found in image_a")),
             (_, None) => (None, Some("no face found in image_b")),
