@@ -3,9 +3,14 @@
 # in a temporary directory. Usage: kafka.sh start|stop|restart|pause|resume|status [PORT]
 # (PORT default 9092). `start` and `restart` wait until the broker answers and print its address;
 # `restart` keeps the data, `pause`/`resume` freeze and thaw the broker (SIGSTOP/SIGCONT).
+# With TIDAL_KAFKA_SASL_USERS="user:password[,user:password...]", `start` also opens a
+# SASL_PLAINTEXT listener on PORT+2 (SCRAM-SHA-512 and PLAIN, those users) and turns on ACLs
+# (StandardAuthorizer): the PLAINTEXT listener's clients (User:ANONYMOUS) stay super users, SASL
+# users get only what ACLs grant them.
 source "$(dirname "$0")/common.sh"
 cmd="${1:-}"; port="${2:-${TIDAL_KAFKA_PORT:-9092}}"
 controller_port=$((port + 1))
+sasl_port=$((port + 2))
 state="${TMPDIR:-/tmp}/tidal-kafka-$port"
 
 java_opts=(-Xms256m "-Xmx${TIDAL_KAFKA_HEAP:-512m}" -XX:+UseG1GC -Djava.awt.headless=true
@@ -41,6 +46,24 @@ share.coordinator.state.topic.min.isr=1
 group.initial.rebalance.delay.ms=0
 log.flush.interval.messages=9223372036854775807
 PROPS
+  local scram_args=()
+  if [ -n "${TIDAL_KAFKA_SASL_USERS:-}" ]; then
+    local plain_users="" pair user password
+    IFS=',' read -ra pairs <<< "$TIDAL_KAFKA_SASL_USERS"
+    for pair in "${pairs[@]}"; do
+      user="${pair%%:*}"; password="${pair#*:}"
+      plain_users+=" user_${user}=\"${password}\""
+      scram_args+=(--add-scram "SCRAM-SHA-512=[name=${user},password=${password}]")
+    done
+    sed -i "s|^listeners=.*|&,SASL_PLAINTEXT://127.0.0.1:$sasl_port|; s|^advertised.listeners=.*|&,SASL_PLAINTEXT://127.0.0.1:$sasl_port|; s|^listener.security.protocol.map=.*|&,SASL_PLAINTEXT:SASL_PLAINTEXT|" "$state/server.properties"
+    cat >> "$state/server.properties" <<PROPS
+sasl.enabled.mechanisms=SCRAM-SHA-512,PLAIN
+listener.name.sasl_plaintext.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+listener.name.sasl_plaintext.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required${plain_users};
+authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer
+super.users=User:ANONYMOUS
+PROPS
+  fi
   cat > "$state/log4j.properties" <<'L4J'
 log4j.rootLogger=WARN, stdout
 log4j.appender.stdout=org.apache.log4j.ConsoleAppender
@@ -56,7 +79,7 @@ L4J
     cluster_id="$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n')"
   done
   [ "${#cluster_id}" -eq 22 ] || die "could not make a cluster id from /dev/urandom (got '$cluster_id')"
-  java "${java_opts[@]}" kafka.tools.StorageTool format -t "$cluster_id" -c "$state/server.properties" --standalone \
+  java "${java_opts[@]}" kafka.tools.StorageTool format -t "$cluster_id" -c "$state/server.properties" --standalone "${scram_args[@]}" \
     > "$state/format.log" 2>&1 || die "formatting Kafka's storage failed: $(tail -5 "$state/format.log")"
   launch
 }

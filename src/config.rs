@@ -85,7 +85,7 @@ pub struct FaultInjection {
 }
 
 /// Kafka connection and client settings.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct KafkaConfig {
     /// Bootstrap servers, `host:port[,host:port...]`.
@@ -101,8 +101,26 @@ pub struct KafkaConfig {
     /// How long a blocking Kafka call (init/commit/abort transaction, committed offsets) may take.
     #[serde(with = "humantime_serde")]
     pub call_timeout: Duration,
-    /// Extra librdkafka properties passed as they are to every client (e.g. security settings).
+    /// Extra librdkafka properties passed as they are to every client. Values of secret keys
+    /// (`*password*`, `*secret*`, ...) are redacted when the configuration is printed; prefer
+    /// `[kafka.security]`, which takes secrets from the environment or a file.
     pub librdkafka_options: BTreeMap<String, String>,
+    /// TLS and SASL (`[kafka.security]`).
+    pub security: crate::security::SecurityConfig,
+}
+
+impl std::fmt::Debug for KafkaConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaConfig")
+            .field("brokers", &self.brokers)
+            .field("group_id", &self.group_id)
+            .field("transaction_timeout", &self.transaction_timeout)
+            .field("session_timeout", &self.session_timeout)
+            .field("call_timeout", &self.call_timeout)
+            .field("librdkafka_options", &crate::security::redacted(&self.librdkafka_options))
+            .field("security", &self.security)
+            .finish()
+    }
 }
 
 /// Topic naming: `<request_prefix><model>` in, `<result_prefix><model>` out.
@@ -194,6 +212,7 @@ impl Default for KafkaConfig {
             session_timeout: Duration::from_secs(10),
             call_timeout: Duration::from_secs(30),
             librdkafka_options: BTreeMap::new(),
+            security: crate::security::SecurityConfig::default(),
         }
     }
 }

@@ -22,7 +22,7 @@ pub enum Error {
     #[error("ONNX Runtime: {0}")]
     Ort(String),
     /// A Kafka client call failed.
-    #[error("Kafka: {context}: {source}")]
+    #[error("Kafka: {context}: {}", crate::security::scrub(&.source.to_string()))]
     Kafka {
         context: String,
         #[source]

@@ -15,6 +15,7 @@
 //! | [`gateway`] | `tidal gateway`: HTTP request-reply over the topics for synchronous callers |
 //! | [`tools`] | `tidal produce` / `tidal consume`: small clients for demos and operators |
 //! | [`vision`] | image decoding, resizing, warping and geometry for the image models (pure) |
+//! | [`security`] | TLS/SASL settings, secrets from the environment or files, redaction |
 //! | [`scale`] | the companion scaler: policies, damping, simulation |
 //! | [`bench`] | `tidal bench`: the limit, tidal and the baselines a user would run instead, in one run |
 
@@ -27,6 +28,7 @@ pub mod kafka;
 pub mod metrics;
 pub mod models;
 pub mod scale;
+pub mod security;
 pub mod tools;
 pub mod vision;
 pub mod worker;

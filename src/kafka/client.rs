@@ -30,6 +30,14 @@ fn base_config(kafka: &KafkaConfig, client_id: &str) -> Result<ClientConfig> {
         }
         config.set(key, value);
     }
+    for (key, value) in kafka.security.librdkafka_properties()? {
+        if kafka.librdkafka_options.contains_key(&key) {
+            return Err(Error::Config(format!(
+                "'{key}' is set both by [kafka.security] and kafka.librdkafka_options: keep one"
+            )));
+        }
+        config.set(key, value);
+    }
     Ok(config)
 }
 
