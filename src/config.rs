@@ -82,6 +82,12 @@ pub struct FaultInjection {
     /// crash lands inside an open transaction.
     #[serde(with = "humantime_serde")]
     pub delay_before_commit: Option<Duration>,
+    /// A slow model: sleep this long before running the model on a batch (no polling meanwhile),
+    /// e.g. longer than `kafka.max_poll_interval` to see the worker recover its membership.
+    #[serde(with = "humantime_serde")]
+    pub slow_model: Option<Duration>,
+    /// Only the first this-many batches of each worker are slow (0: every batch).
+    pub slow_batches: u64,
 }
 
 /// Kafka connection and client settings.
@@ -98,6 +104,10 @@ pub struct KafkaConfig {
     /// Consumer session timeout (group membership heartbeat deadline).
     #[serde(with = "humantime_serde")]
     pub session_timeout: Duration,
+    /// Longest time between two polls of a worker's consumer before the group drops it
+    /// (`max.poll.interval.ms`): above the slowest batch a model can take, plus its commit.
+    #[serde(with = "humantime_serde")]
+    pub max_poll_interval: Duration,
     /// How long a blocking Kafka call (init/commit/abort transaction, committed offsets) may take.
     #[serde(with = "humantime_serde")]
     pub call_timeout: Duration,
@@ -116,6 +126,7 @@ impl std::fmt::Debug for KafkaConfig {
             .field("group_id", &self.group_id)
             .field("transaction_timeout", &self.transaction_timeout)
             .field("session_timeout", &self.session_timeout)
+            .field("max_poll_interval", &self.max_poll_interval)
             .field("call_timeout", &self.call_timeout)
             .field("librdkafka_options", &crate::security::redacted(&self.librdkafka_options))
             .field("security", &self.security)
@@ -210,6 +221,7 @@ impl Default for KafkaConfig {
             group_id: None,
             transaction_timeout: Duration::from_secs(30),
             session_timeout: Duration::from_secs(10),
+            max_poll_interval: Duration::from_secs(300),
             call_timeout: Duration::from_secs(30),
             librdkafka_options: BTreeMap::new(),
             security: crate::security::SecurityConfig::default(),
@@ -394,6 +406,9 @@ impl ServeConfig {
         }
         if self.kafka.session_timeout < Duration::from_secs(1) {
             return bad("kafka.session_timeout must be at least 1s".into());
+        }
+        if self.kafka.max_poll_interval < self.kafka.session_timeout {
+            return bad("kafka.max_poll_interval must be at least kafka.session_timeout".into());
         }
         self.metrics.address()?;
         let lib = self.onnxruntime_library();

@@ -175,3 +175,37 @@ fn a_rebalance_storm_loses_and_duplicates_nothing() {
     assert_exactly_once(&committed, &reqs);
     assert!(status.is_some_and(|s| s.success()), "first replica: {status:?}");
 }
+
+#[test]
+#[ignore = "needs Kafka and the models: run scripts/test.sh"]
+fn a_model_slower_than_the_poll_interval_recovers_and_loses_and_duplicates_nothing() {
+    // The first batch takes 10 s without polling, beyond max.poll.interval (7 s): the group drops
+    // the worker, its transaction cannot commit the offsets, it rejoins and redoes the batch.
+    let fx = Fixture::on_broker(
+        "slow",
+        &common::brokers(),
+        2,
+        "max_poll_interval = \"7s\"",
+        "[batch]\nmax_batch = 16\n[faults]\nslow_model = \"10s\"\nslow_batches = 1\n",
+    );
+    let reqs = requests(300);
+    fx.produce_texts(&reqs);
+    let started = Instant::now();
+    let (mut server, log) = fx.spawn_logged("slow", "slow.log");
+    let mut committed = Reader::new(&fx.results(), true);
+    committed.read_until(reqs.len(), Duration::from_secs(180));
+    let took = started.elapsed();
+    committed.poll_for(Duration::from_secs(2));
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(server.try_wait().unwrap().is_none(), "the process must keep serving; its log:\n{text}");
+    let status = terminate(&mut server, Duration::from_secs(40));
+    assert_exactly_once(&committed, &reqs);
+    assert!(status.is_some_and(|s| s.success()), "exit on SIGTERM: {status:?}");
+    eprintln!(
+        "slow model: all {} answered {:.1} s after start (first batch slowed 10 s)",
+        reqs.len(),
+        took.as_secs_f64()
+    );
+    // The fault took effect: the group had dropped the worker when it tried to commit.
+    assert!(text.contains("Unknown member") && text.contains("aborting the transaction"), "log:\n{text}");
+}

@@ -53,6 +53,7 @@ pub fn consumer_config(kafka: &KafkaConfig, group_id: &str, client_id: &str) -> 
         .set("auto.offset.reset", "earliest")
         .set("session.timeout.ms", kafka.session_timeout.as_millis().to_string())
         .set("heartbeat.interval.ms", (kafka.session_timeout.as_millis() / 3).max(100).to_string())
+        .set("max.poll.interval.ms", kafka.max_poll_interval.as_millis().to_string())
         .set("statistics.interval.ms", "5000");
     Ok(config)
 }

@@ -62,6 +62,7 @@ pub fn run(spec: &WorkerSpec, mut slots: Vec<ModelSlot>) {
     let topics: Vec<String> = slots.iter().map(|s| s.request_topic.clone()).collect();
     let topics: Vec<&str> = topics.iter().map(String::as_str).collect();
     let mut backoff = Duration::from_millis(250);
+    let mut batches: u64 = 0; // across client rebuilds (the slow-model fault counts them)
     while !spec.shutdown.load(Ordering::SeqCst) {
         let mut clients = match off_core(spec, || Clients::connect(&spec.config, spec.index, &topics)) {
             Ok(clients) => clients,
@@ -74,7 +75,7 @@ pub fn run(spec: &WorkerSpec, mut slots: Vec<ModelSlot>) {
             }
         };
         loop {
-            match serve(spec, &clients, &mut slots) {
+            match serve(spec, &clients, &mut slots, &mut batches) {
                 Ok(()) => {
                     clients.consumer.unsubscribe();
                     tracing::info!(worker = spec.index, "worker stopped");
@@ -163,7 +164,7 @@ fn off_core<T>(spec: &WorkerSpec, make: impl FnOnce() -> T) -> T {
     made
 }
 
-fn serve(spec: &WorkerSpec, clients: &Clients, slots: &mut [ModelSlot]) -> Result<(), Failure> {
+fn serve(spec: &WorkerSpec, clients: &Clients, slots: &mut [ModelSlot], batches: &mut u64) -> Result<(), Failure> {
     let config = &spec.config;
     let mut aborts: u32 = 0;
     while !spec.shutdown.load(Ordering::SeqCst) {
@@ -172,6 +173,12 @@ fn serve(spec: &WorkerSpec, clients: &Clients, slots: &mut [ModelSlot]) -> Resul
             continue;
         }
         count_inputs(&batch, slots);
+        *batches += 1;
+        if let Some(delay) = config.faults.slow_model {
+            if config.faults.slow_batches == 0 || *batches <= config.faults.slow_batches {
+                std::thread::sleep(delay); // fault injection: a model slower than max.poll.interval
+            }
+        }
         let mut records = process_batch(&batch, slots, &config.limits, &config.topics.dead_letter);
         for record in &mut records {
             record.headers.push((HEADER_PROCESSOR, clients.transactional_id.clone()));
