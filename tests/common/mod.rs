@@ -357,3 +357,39 @@ pub fn assert_matches_schema(value: &serde_json::Value, schema: &str) {
 pub fn headers_json(headers: &HashMap<String, String>) -> serde_json::Value {
     headers.iter().map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone()))).collect()
 }
+
+/// True when the long fault suite runs (scripts/faults.sh sets TIDAL_FAULTS_LONG=1).
+pub fn long_form() -> bool {
+    std::env::var("TIDAL_FAULTS_LONG").is_ok_and(|v| v == "1")
+}
+
+/// Appends one scenario's counts to `$TIDAL_FAULT_REPORT` (JSON lines) when it is set, for the
+/// per-scenario table of scripts/faults.sh. Call before asserting, so failures are reported too.
+pub fn report_scenario(scenario: &str, reader: &Reader, expected: &[(String, String)], extra: serde_json::Value) {
+    let Ok(path) = std::env::var("TIDAL_FAULT_REPORT") else { return };
+    let counts = reader.id_counts();
+    let wanted: std::collections::HashSet<&str> = expected.iter().map(|(id, _)| id.as_str()).collect();
+    let duplicates: usize = counts.values().filter(|&&c| c > 1).map(|c| c - 1).sum();
+    let missing = wanted.iter().filter(|id| !counts.contains_key(**id)).count();
+    let unexpected = counts.keys().filter(|id| !wanted.contains(id.as_str())).count();
+    let mut line = serde_json::json!({
+        "scenario": scenario,
+        "requests": expected.len(),
+        "results": reader.records.len(),
+        "duplicates": duplicates,
+        "missing": missing,
+        "unexpected": unexpected,
+    });
+    if let (Some(line), Some(extra)) = (line.as_object_mut(), extra.as_object()) {
+        line.extend(extra.clone());
+    }
+    let mut file = std::fs::OpenOptions::new().create(true).append(true).open(&path).expect("fault report file");
+    writeln!(file, "{line}").expect("write the fault report");
+}
+
+/// Resident memory of a process, in MiB (Linux /proc).
+pub fn rss_mib(pid: u32) -> Option<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kib: f64 = status.lines().find(|l| l.starts_with("VmRSS:"))?.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
+}
