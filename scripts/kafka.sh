@@ -7,10 +7,13 @@
 # SASL_PLAINTEXT listener on PORT+2 (SCRAM-SHA-512 and PLAIN, those users) and turns on ACLs
 # (StandardAuthorizer): the PLAINTEXT listener's clients (User:ANONYMOUS) stay super users, SASL
 # users get only what ACLs grant them.
+# With TIDAL_KAFKA_TLS_DIR=DIR, `start` also opens an SSL listener on PORT+3 with a certificate
+# for 127.0.0.1 signed by a CA made for the occasion (openssl): DIR/ca.pem is what clients trust.
 source "$(dirname "$0")/common.sh"
 cmd="${1:-}"; port="${2:-${TIDAL_KAFKA_PORT:-9092}}"
 controller_port=$((port + 1))
 sasl_port=$((port + 2))
+tls_port=$((port + 3))
 state="${TMPDIR:-/tmp}/tidal-kafka-$port"
 
 java_opts=(-Xms256m "-Xmx${TIDAL_KAFKA_HEAP:-512m}" -XX:+UseG1GC -Djava.awt.headless=true
@@ -79,6 +82,23 @@ L4J
     cluster_id="$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n')"
   done
   [ "${#cluster_id}" -eq 22 ] || die "could not make a cluster id from /dev/urandom (got '$cluster_id')"
+  if [ -n "${TIDAL_KAFKA_TLS_DIR:-}" ]; then
+    local tls="$TIDAL_KAFKA_TLS_DIR"; mkdir -p "$tls"
+    openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=tidal test CA" \
+      -keyout "$tls/ca.key" -out "$tls/ca.pem" >/dev/null 2>&1 || die "openssl could not make the test CA"
+    openssl req -newkey rsa:2048 -nodes -subj "/CN=127.0.0.1" -keyout "$tls/broker.key" -out "$tls/broker.csr" \
+      >/dev/null 2>&1 || die "openssl could not make the broker key"
+    printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\n' > "$tls/san.ext"
+    openssl x509 -req -in "$tls/broker.csr" -CA "$tls/ca.pem" -CAkey "$tls/ca.key" -CAcreateserial -days 2 \
+      -extfile "$tls/san.ext" -out "$tls/broker.pem" >/dev/null 2>&1 || die "openssl could not sign the broker certificate"
+    openssl pkcs8 -topk8 -nocrypt -in "$tls/broker.key" -out "$tls/broker.pk8" || die "openssl pkcs8 failed"
+    cat "$tls/broker.pk8" "$tls/broker.pem" > "$tls/broker-keystore.pem"
+    sed -i "s|^listeners=.*|&,SSL://127.0.0.1:$tls_port|; s|^advertised.listeners=.*|&,SSL://127.0.0.1:$tls_port|; s|^listener.security.protocol.map=.*|&,SSL:SSL|" "$state/server.properties"
+    cat >> "$state/server.properties" <<PROPS
+listener.name.ssl.ssl.keystore.type=PEM
+listener.name.ssl.ssl.keystore.location=$tls/broker-keystore.pem
+PROPS
+  fi
   java "${java_opts[@]}" kafka.tools.StorageTool format -t "$cluster_id" -c "$state/server.properties" --standalone "${scram_args[@]}" \
     > "$state/format.log" 2>&1 || die "formatting Kafka's storage failed: $(tail -5 "$state/format.log")"
   launch

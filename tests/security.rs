@@ -1,7 +1,8 @@
-//! Secure operation against a real broker with SASL and ACLs (scripts/kafka.sh's SASL mode:
-//! StandardAuthorizer, SCRAM-SHA-512 and PLAIN users): a processor authenticating with a password
-//! from a file serves nothing before the README's ACLs exist and everything, exactly once, after;
-//! the password never appears in its log.
+//! Secure operation against real brokers (scripts/kafka.sh's SASL and TLS modes): with SASL and
+//! ACLs (StandardAuthorizer, SCRAM-SHA-512), a processor authenticating with a password from a
+//! file serves nothing before the README's ACLs exist and everything, exactly once, after, and
+//! the password never appears in its log; over TLS (a CA made for the test), a processor that
+//! trusts that CA serves exactly once.
 
 mod common;
 
@@ -13,30 +14,79 @@ use common::{Reader, Server};
 
 const PORT: u16 = 19692;
 
-/// A SASL broker of its own on PORT (PLAINTEXT, super user) and PORT + 2 (SASL_PLAINTEXT),
-/// stopped when dropped.
-struct SaslBroker;
+const TLS_PORT: u16 = 19792;
 
-impl SaslBroker {
-    fn start(users: &str) -> SaslBroker {
+/// A broker of its own (scripts/kafka.sh, with `env` selecting SASL or TLS listeners), stopped
+/// when dropped.
+struct OwnBroker(u16);
+
+impl OwnBroker {
+    fn start(port: u16, env: (&str, &str)) -> OwnBroker {
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/kafka.sh");
-        let _ = Command::new("bash").args([script, "stop", &PORT.to_string()]).output();
+        let _ = Command::new("bash").args([script, "stop", &port.to_string()]).output();
         let started = Command::new("bash")
-            .args([script, "start", &PORT.to_string()])
-            .env("TIDAL_KAFKA_SASL_USERS", users)
+            .args([script, "start", &port.to_string()])
+            .env(env.0, env.1)
             .stdout(Stdio::null())
             .status()
             .expect("run scripts/kafka.sh");
-        assert!(started.success(), "the SASL broker did not start");
-        SaslBroker
+        assert!(started.success(), "the broker did not start ({}={})", env.0, env.1);
+        OwnBroker(port)
     }
 }
 
-impl Drop for SaslBroker {
+impl Drop for OwnBroker {
     fn drop(&mut self) {
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/kafka.sh");
-        let _ = Command::new("bash").args([script, "stop", &PORT.to_string()]).output();
+        let _ = Command::new("bash").args([script, "stop", &self.0.to_string()]).output();
     }
+}
+
+/// Produces sentiment requests through `brokers`' plaintext listener.
+fn produce_requests(brokers: &str, requests: &[(String, String)]) {
+    let producer: rdkafka::producer::BaseProducer =
+        rdkafka::ClientConfig::new().set("bootstrap.servers", brokers).create().unwrap();
+    for (id, text) in requests {
+        let value = serde_json::json!({"id": id, "text": text}).to_string();
+        producer.send(rdkafka::producer::BaseRecord::to("tidal.requests.sentiment").key(id).payload(&value)).unwrap();
+    }
+    rdkafka::producer::Producer::flush(&producer, Duration::from_secs(10)).unwrap();
+}
+
+#[test]
+#[ignore = "needs Kafka's jars, openssl and the models: run scripts/test.sh"]
+fn a_processor_connected_over_tls_serves_exactly_once() {
+    let tls = tempfile::tempdir().unwrap();
+    let _broker = OwnBroker::start(TLS_PORT, ("TIDAL_KAFKA_TLS_DIR", tls.path().to_str().unwrap()));
+    let plaintext = format!("127.0.0.1:{TLS_PORT}");
+    let applied = tidal().args(["topics", "apply", "--brokers", &plaintext]).output().unwrap();
+    assert!(applied.status.success(), "{}", String::from_utf8_lossy(&applied.stderr));
+    let requests = common::requests(30);
+    produce_requests(&plaintext, &requests);
+    let config = tls.path().join("tidal.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "workers = 1\npin_workers = false\nmodels = [\"sentiment\"]\n[metrics]\nlisten = \"\"\n\
+             [kafka]\nbrokers = \"127.0.0.1:{}\"\nsession_timeout = \"6s\"\n[kafka.security]\n\
+             protocol = \"SSL\"\nca_location = {:?}\n",
+            TLS_PORT + 3,
+            tls.path().join("ca.pem").display().to_string()
+        ),
+    )
+    .unwrap();
+    let _server = Server(
+        tidal()
+            .args(["serve", "--config", config.to_str().unwrap(), "--instance", "tls"])
+            .env("TIDAL_LOG", "warn")
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let mut results = Reader::on(&plaintext, "tidal.results.sentiment", true);
+    results.read_until(30, Duration::from_secs(120));
+    results.poll_for(Duration::from_secs(2));
+    common::assert_exactly_once(&results, &requests);
 }
 
 fn tidal() -> Command {
@@ -65,7 +115,7 @@ fn readme_acls(brokers: &str) -> String {
 #[ignore = "needs Kafka's jars and the models: run scripts/test.sh"]
 fn a_scram_processor_serves_exactly_once_with_the_documented_acls_and_no_more() {
     let password = format!("pw-{}", std::process::id() * 7919);
-    let _broker = SaslBroker::start(&format!("tidal:{password}"));
+    let _broker = OwnBroker::start(PORT, ("TIDAL_KAFKA_SASL_USERS", &format!("tidal:{password}")));
     let plaintext = format!("127.0.0.1:{PORT}");
     let applied = tidal().args(["topics", "apply", "--brokers", &plaintext]).output().unwrap();
     assert!(applied.status.success(), "{}", String::from_utf8_lossy(&applied.stderr));
@@ -89,13 +139,7 @@ fn a_scram_processor_serves_exactly_once_with_the_documented_acls_and_no_more() 
 
     // Requests in, through the super user's listener.
     let requests = common::requests(50);
-    let producer: rdkafka::producer::BaseProducer =
-        rdkafka::ClientConfig::new().set("bootstrap.servers", &plaintext).create().unwrap();
-    for (id, text) in &requests {
-        let value = serde_json::json!({"id": id, "text": text}).to_string();
-        producer.send(rdkafka::producer::BaseRecord::to("tidal.requests.sentiment").key(id).payload(&value)).unwrap();
-    }
-    rdkafka::producer::Producer::flush(&producer, Duration::from_secs(10)).unwrap();
+    produce_requests(&plaintext, &requests);
 
     // No ACLs yet: authenticated, but allowed nothing.
     let log = dir.path().join("serve.log");
