@@ -17,7 +17,7 @@ report="$REPO_ROOT/target/faults/report.jsonl"
 mkdir -p "$(dirname "$report")"; rm -f "$report"
 cd "$REPO_ROOT"
 status=0
-TIDAL_TEST_BROKERS="$LOCAL_KAFKA" TIDAL_FAULTS_LONG=1 TIDAL_SOAK="$soak" TIDAL_FAULT_REPORT="$report" \
+NO_COLOR=1 TIDAL_TEST_BROKERS="$LOCAL_KAFKA" TIDAL_FAULTS_LONG=1 TIDAL_SOAK="$soak" TIDAL_FAULT_REPORT="$report" \
   cargo test --release --locked --test faults -- --include-ignored --test-threads 1 --nocapture \
   2> >(grep -v ' INFO ' >&2) || status=$?
 python3 - "$report" <<'PY'

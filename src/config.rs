@@ -277,6 +277,23 @@ impl MetricsConfig {
     }
 }
 
+/// Every `*.toml` file of `dir`, sorted by path, with its text (manifest and topic folders).
+pub fn read_toml_files(dir: &Path) -> Result<Vec<(PathBuf, String)>> {
+    let entries = std::fs::read_dir(dir).map_err(|source| Error::Io { path: dir.to_path_buf(), source })?;
+    let mut paths: Vec<PathBuf> = entries
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .filter(|path| path.extension().is_some_and(|e| e == "toml"))
+        .collect();
+    paths.sort();
+    paths
+        .into_iter()
+        .map(|path| {
+            let text = std::fs::read_to_string(&path).map_err(|source| Error::Io { path: path.clone(), source })?;
+            Ok((path, text))
+        })
+        .collect()
+}
+
 /// Where tidal's set-up installs things: `$TIDAL_HOME`, else `~/.cache/tidal`.
 pub fn tidal_home() -> PathBuf {
     if let Some(home) = std::env::var_os("TIDAL_HOME") {

@@ -6,7 +6,6 @@
 
 mod common;
 
-use std::collections::HashSet;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -42,6 +41,24 @@ impl Drop for OwnBroker {
     }
 }
 
+/// A serve config in `dir` for one unpinned sentiment worker on `port`, with `security` as the
+/// body of `[kafka.security]`.
+fn secure_config(dir: &std::path::Path, port: u16, security: &str) -> std::path::PathBuf {
+    let config = dir.join("tidal.toml");
+    let text = format!(
+        "workers = 1\npin_workers = false\nmodels = [\"sentiment\"]\n[metrics]\nlisten = \"\"\n\
+         [kafka]\nbrokers = \"127.0.0.1:{port}\"\nsession_timeout = \"6s\"\n[kafka.security]\n{security}\n"
+    );
+    std::fs::write(&config, text).unwrap();
+    config
+}
+
+/// Creates the declared topics through `brokers`' plaintext listener.
+fn apply_topics(brokers: &str) {
+    let applied = tidal().args(["topics", "apply", "--brokers", brokers]).output().unwrap();
+    assert!(applied.status.success(), "{}", String::from_utf8_lossy(&applied.stderr));
+}
+
 /// Produces sentiment requests through `brokers`' plaintext listener.
 fn produce_requests(brokers: &str, requests: &[(String, String)]) {
     let producer: rdkafka::producer::BaseProducer =
@@ -59,22 +76,11 @@ fn a_processor_connected_over_tls_serves_exactly_once() {
     let tls = tempfile::tempdir().unwrap();
     let _broker = OwnBroker::start(TLS_PORT, ("TIDAL_KAFKA_TLS_DIR", tls.path().to_str().unwrap()));
     let plaintext = format!("127.0.0.1:{TLS_PORT}");
-    let applied = tidal().args(["topics", "apply", "--brokers", &plaintext]).output().unwrap();
-    assert!(applied.status.success(), "{}", String::from_utf8_lossy(&applied.stderr));
+    apply_topics(&plaintext);
     let requests = common::requests(30);
     produce_requests(&plaintext, &requests);
-    let config = tls.path().join("tidal.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "workers = 1\npin_workers = false\nmodels = [\"sentiment\"]\n[metrics]\nlisten = \"\"\n\
-             [kafka]\nbrokers = \"127.0.0.1:{}\"\nsession_timeout = \"6s\"\n[kafka.security]\n\
-             protocol = \"SSL\"\nca_location = {:?}\n",
-            TLS_PORT + 3,
-            tls.path().join("ca.pem").display().to_string()
-        ),
-    )
-    .unwrap();
+    let ca = tls.path().join("ca.pem").display().to_string();
+    let config = secure_config(tls.path(), TLS_PORT + 3, &format!("protocol = \"SSL\"\nca_location = {ca:?}"));
     let _server = Server(
         tidal()
             .args(["serve", "--config", config.to_str().unwrap(), "--instance", "tls"])
@@ -117,25 +123,16 @@ fn a_scram_processor_serves_exactly_once_with_the_documented_acls_and_no_more() 
     let password = format!("pw-{}", std::process::id() * 7919);
     let _broker = OwnBroker::start(PORT, ("TIDAL_KAFKA_SASL_USERS", &format!("tidal:{password}")));
     let plaintext = format!("127.0.0.1:{PORT}");
-    let applied = tidal().args(["topics", "apply", "--brokers", &plaintext]).output().unwrap();
-    assert!(applied.status.success(), "{}", String::from_utf8_lossy(&applied.stderr));
-
+    apply_topics(&plaintext);
     let dir = tempfile::tempdir().unwrap();
     let password_file = dir.path().join("kafka-password");
     std::fs::write(&password_file, format!("{password}\n")).unwrap();
-    let config = dir.path().join("tidal.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "workers = 1\npin_workers = false\nmodels = [\"sentiment\"]\n[metrics]\nlisten = \"\"\n\
-             [kafka]\nbrokers = \"127.0.0.1:{}\"\nsession_timeout = \"6s\"\n[kafka.security]\n\
-             protocol = \"SASL_PLAINTEXT\"\nsasl_mechanism = \"SCRAM-SHA-512\"\nusername = \"tidal\"\n\
-             password = {{ file = {:?} }}\n",
-            PORT + 2,
-            password_file.display().to_string()
-        ),
-    )
-    .unwrap();
+    let security = format!(
+        "protocol = \"SASL_PLAINTEXT\"\nsasl_mechanism = \"SCRAM-SHA-512\"\nusername = \"tidal\"\n\
+         password = {{ file = {:?} }}",
+        password_file.display().to_string()
+    );
+    let config = secure_config(dir.path(), PORT + 2, &security);
 
     // Requests in, through the super user's listener.
     let requests = common::requests(50);
@@ -163,10 +160,7 @@ fn a_scram_processor_serves_exactly_once_with_the_documented_acls_and_no_more() 
     assert!(acls.status.success(), "ACLs: {}", String::from_utf8_lossy(&acls.stderr));
     results.read_until(50, Duration::from_secs(120));
     results.poll_for(Duration::from_secs(2));
-    let ids: Vec<String> = results.records.iter().map(|r| r.json()["id"].as_str().unwrap().to_string()).collect();
-    let unique: HashSet<&String> = ids.iter().collect();
-    assert_eq!(ids.len(), 50, "each request answered once: {} results, {} distinct", ids.len(), unique.len());
-    assert_eq!(unique.len(), 50);
+    common::assert_exactly_once(&results, &requests);
 
     let whole_log = std::fs::read_to_string(&log).unwrap();
     assert!(!whole_log.contains(&password), "the password leaked into the log");

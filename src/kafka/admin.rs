@@ -71,18 +71,9 @@ pub fn load_topic_specs(dir: Option<&Path>) -> Result<Vec<TopicSpec>> {
     let mut files: Vec<(String, String)> = Vec::new();
     match dir {
         None => files.extend(BUILT_IN.iter().map(|(n, t)| (format!("built-in {n}"), t.to_string()))),
-        Some(dir) => {
-            let entries = std::fs::read_dir(dir).map_err(|source| Error::Io { path: dir.into(), source })?;
-            let mut paths: Vec<_> = entries
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| p.extension().is_some_and(|x| x == "toml"))
-                .collect();
-            paths.sort();
-            for path in paths {
-                let text = std::fs::read_to_string(&path).map_err(|source| Error::Io { path: path.clone(), source })?;
-                files.push((path.display().to_string(), text));
-            }
-        }
+        Some(dir) => files.extend(
+            crate::config::read_toml_files(dir)?.into_iter().map(|(path, text)| (path.display().to_string(), text)),
+        ),
     }
     let mut specs = Vec::new();
     for (origin, text) in files {

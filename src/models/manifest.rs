@@ -293,18 +293,9 @@ impl Manifest {
                 .map(|(name, text)| Ok((Self::parse(text, &format!("built-in {name}.toml"))?, text.to_string())))
                 .collect();
         };
-        let entries = std::fs::read_dir(dir).map_err(|source| Error::Io { path: dir.to_path_buf(), source })?;
-        let mut paths: Vec<PathBuf> = entries
-            .filter_map(|entry| entry.ok().map(|e| e.path()))
-            .filter(|path| path.extension().is_some_and(|e| e == "toml"))
-            .collect();
-        paths.sort();
-        paths
+        crate::config::read_toml_files(dir)?
             .into_iter()
-            .map(|path| {
-                let text = std::fs::read_to_string(&path).map_err(|source| Error::Io { path: path.clone(), source })?;
-                Ok((Self::parse(&text, &path.display().to_string())?, text))
-            })
+            .map(|(path, text)| Ok((Self::parse(&text, &path.display().to_string())?, text)))
             .collect()
     }
 
