@@ -314,10 +314,6 @@ fn scrape(port: u16) -> String {
     })
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
 /// Metric families in a Prometheus text exposition.
 fn exported(text: &str) -> BTreeSet<String> {
     text.lines()
@@ -332,7 +328,7 @@ fn exported(text: &str) -> BTreeSet<String> {
 fn dashboard_and_alerts_read_metrics_tidal_exports() {
     // A processor that answered requests and dead-lettered one, with metrics on.
     let fx = Fixture::new("dashboard", 1, "");
-    let processor_port = free_port();
+    let processor_port = common::free_port();
     let config = std::fs::read_to_string(&fx.config_path).unwrap();
     std::fs::write(
         &fx.config_path,
@@ -351,7 +347,7 @@ fn dashboard_and_alerts_read_metrics_tidal_exports() {
     let mut names = exported(&scrape(processor_port));
 
     // The scaler (dry run) and the gateway, each with its own endpoint.
-    let scaler_port = free_port();
+    let scaler_port = common::free_port();
     let scale_toml = fx.dir.path().join("scale.toml");
     std::fs::write(
         &scale_toml,
@@ -373,8 +369,8 @@ fn dashboard_and_alerts_read_metrics_tidal_exports() {
     );
     std::thread::sleep(Duration::from_secs(4)); // a few observations
     names.extend(exported(&scrape(scaler_port)));
-    let gateway_port = free_port();
-    let metrics_port = free_port();
+    let gateway_port = common::free_port();
+    let metrics_port = common::free_port();
     let _gateway = Server(
         Command::new(env!("CARGO_BIN_EXE_tidal"))
             .args(["gateway", "--config", fx.config_path.to_str().unwrap(), "--model", "sentiment"])

@@ -17,10 +17,6 @@ fn tidal() -> Command {
     command
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
 /// Starts `tidal gateway` for the fixture's topics and waits until `/health` answers.
 fn start_gateway(fx: &Fixture, port: u16, timeout: &str) -> Server {
     let child = tidal()
@@ -70,7 +66,7 @@ async fn post(port: u16, path: &str, body: String) -> (u16, serde_json::Value) {
 fn gateway_answers_through_the_stream_exactly_once() {
     let fx = Fixture::new("gateway", 2, "");
     let _server = fx.spawn("a");
-    let port = free_port();
+    let port = common::free_port();
     let _gateway = start_gateway(&fx, port, "60s");
 
     // 24 concurrent callers, ids given by some, made by the gateway for the others.
@@ -122,7 +118,7 @@ fn gateway_answers_through_the_stream_exactly_once() {
 #[ignore = "needs Kafka and the models: run scripts/test.sh"]
 fn gateway_times_out_when_no_processor_answers() {
     let fx = Fixture::new("gateway-timeout", 1, "");
-    let port = free_port();
+    let port = common::free_port();
     let _gateway = start_gateway(&fx, port, "60s");
     let started = Instant::now();
     let body = r#"{"id": "late-1", "text": "nobody is serving"}"#.to_string();
@@ -305,7 +301,7 @@ fn readme_client_examples_work_as_written() {
     assert!(stdout.trim().starts_with("positive"), "python client printed {stdout:?}");
 
     // curl through the gateway.
-    let port = free_port();
+    let port = common::free_port();
     let _gateway = Server(
         tidal()
             .args(["gateway", "--brokers", &brokers, "--listen", &format!("127.0.0.1:{port}")])

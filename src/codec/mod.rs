@@ -8,5 +8,7 @@ mod response;
 
 pub use bad_input::{BadInput, BadInputKind};
 pub use dead_letter::{dead_letter_headers, DeadLetterSource};
-pub use request::{decode_request, Input, InputKind, Request, RequestHeaders, HEADER_CONTENT_TYPE, HEADER_ID};
+pub use request::{
+    decode_request, image_content_type, Input, InputKind, Request, RequestHeaders, HEADER_CONTENT_TYPE, HEADER_ID,
+};
 pub use response::{encode_response, Response, Status};

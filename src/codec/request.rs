@@ -21,6 +21,11 @@ pub const HEADER_CONTENT_TYPE: &str = "content-type";
 /// Header carrying the request id of a raw image record.
 pub const HEADER_ID: &str = "id";
 
+/// The `content-type` of a raw image record, from the bytes' signature (`None`: not an image).
+pub fn image_content_type(bytes: &[u8]) -> Option<&'static str> {
+    image::guess_format(bytes).ok().map(|format| format.to_mime_type())
+}
+
 /// The record headers request decoding looks at.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct RequestHeaders<'a> {

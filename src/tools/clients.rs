@@ -100,9 +100,8 @@ pub fn produce_images(kafka_config: &KafkaConfig, topic: &str, paths: &[std::pat
         kafka::plain_producer_config(kafka_config)?.create().map_err(|e| Error::kafka("creating the producer", e))?;
     for path in paths {
         let bytes = std::fs::read(path).map_err(|source| Error::Io { path: path.clone(), source })?;
-        let content_type = match image::guess_format(&bytes) {
-            Ok(image::ImageFormat::Png) => "image/png",
-            Ok(image::ImageFormat::Jpeg) => "image/jpeg",
+        let content_type = match crate::codec::image_content_type(&bytes) {
+            Some(png_or_jpeg @ ("image/png" | "image/jpeg")) => png_or_jpeg,
             _ => return Err(Error::Config(format!("{} is not a PNG or JPEG file", path.display()))),
         };
         let id = path.file_stem().map_or_else(|| "image".to_string(), |s| s.to_string_lossy().into_owned());

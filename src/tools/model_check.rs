@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use crate::codec::{decode_request, InputKind, RequestHeaders};
+use crate::codec::{decode_request, image_content_type, InputKind, RequestHeaders};
 use crate::config::Limits;
 use crate::error::{Error, Result};
 use crate::models::{self, Manifest};
@@ -104,8 +104,7 @@ pub fn verify(
     let load = started.elapsed();
 
     let value = sample.unwrap_or_else(|| built_in_sample(model.input_kind()));
-    let raw_image = image::guess_format(&value).is_ok();
-    let headers = RequestHeaders { content_type: raw_image.then_some(raw_content_type(&value)), id: Some("sample") };
+    let headers = RequestHeaders { content_type: image_content_type(&value), id: Some("sample") };
     let started = Instant::now();
     let request = decode_request(model.input_kind(), Some(&value), headers, || "sample".into(), limits)
         .map_err(|bad| Error::Config(format!("the sample is not a valid request for {name}: {bad}")))?;
@@ -139,13 +138,6 @@ fn built_in_sample(kind: InputKind) -> Vec<u8> {
             let image = base64::engine::general_purpose::STANDARD.encode(TEXT_IMAGE);
             serde_json::json!({"id": "sample", "image_a": image, "image_b": image}).to_string().into_bytes()
         }
-    }
-}
-
-fn raw_content_type(bytes: &[u8]) -> &'static str {
-    match image::guess_format(bytes) {
-        Ok(image::ImageFormat::Jpeg) => "image/jpeg",
-        _ => "image/png",
     }
 }
 
@@ -183,8 +175,7 @@ mod tests {
         let limits = crate::config::ServeConfig::default().limits;
         for kind in [InputKind::Text, InputKind::Image, InputKind::ImagePair] {
             let value = built_in_sample(kind);
-            let raw = image::guess_format(&value).is_ok();
-            let headers = RequestHeaders { content_type: raw.then_some("image/png"), id: Some("sample") };
+            let headers = RequestHeaders { content_type: image_content_type(&value), id: Some("sample") };
             let request = decode_request(kind, Some(&value), headers, || "x".into(), &limits);
             assert!(request.is_ok(), "{kind:?}: {request:?}");
         }

@@ -393,3 +393,8 @@ pub fn rss_mib(pid: u32) -> Option<f64> {
     let kib: f64 = status.lines().find(|l| l.starts_with("VmRSS:"))?.split_whitespace().nth(1)?.parse().ok()?;
     Some(kib / 1024.0)
 }
+
+/// A TCP port free on 127.0.0.1 right now (for a child's HTTP listener).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
