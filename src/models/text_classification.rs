@@ -25,6 +25,8 @@ pub struct TextClassifier {
     version: String,
     spec: TextClassificationSpec,
     tokenizer: Tokenizer,
+    /// Id that fills the padded tail of a row: the tokenizer's own, else 0 (BERT's `[PAD]`).
+    pad_id: i64,
     session: Session,
 }
 
@@ -35,6 +37,9 @@ impl TextClassifier {
         let tokenizer_path = model_dir.join(&spec.tokenizer);
         let mut tokenizer = Tokenizer::from_file(&tokenizer_path)
             .map_err(|e| model_error(format!("cannot load tokenizer {}: {e}", tokenizer_path.display())))?;
+        // Padding is done per length group below, with the id the tokenizer declares (1 for
+        // RoBERTa/MPNet exports, whose position ids skip pad ids).
+        let pad_id = tokenizer.get_padding().map_or(0, |padding| i64::from(padding.pad_id));
         tokenizer.with_padding(None);
         tokenizer
             .with_truncation(Some(TruncationParams { max_length: spec.max_tokens, ..Default::default() }))
@@ -45,6 +50,7 @@ impl TextClassifier {
             version: manifest.version.clone(),
             spec: spec.clone(),
             tokenizer,
+            pad_id,
             session,
         };
         classifier.check_signature().map_err(model_error)?;
@@ -100,7 +106,7 @@ impl TextClassifier {
 
     fn run_group(&mut self, tokens: &[Vec<i64>], group: &[usize]) -> Result<Vec<Vec<f32>>> {
         let width = group.iter().map(|&i| tokens[i].len()).max().unwrap_or(1).max(1);
-        let mut ids = Array2::<i64>::zeros((group.len(), width));
+        let mut ids = Array2::<i64>::from_elem((group.len(), width), self.pad_id);
         let mut mask = Array2::<i64>::zeros((group.len(), width));
         for (row, &index) in group.iter().enumerate() {
             for (col, &id) in tokens[index].iter().enumerate() {
