@@ -88,6 +88,8 @@ pub struct FaultInjection {
     pub slow_model: Option<Duration>,
     /// Only the first this-many batches of each worker are slow (0: every batch).
     pub slow_batches: u64,
+    /// A model bug: panic while running the model on the request with this id.
+    pub panic_on_id: Option<String>,
 }
 
 /// Kafka connection and client settings.
@@ -146,12 +148,18 @@ pub struct TopicNames {
     pub dead_letter: String,
 }
 
-/// Micro-batching: take what the broker delivered, up to `max_batch`, waiting at most `linger`.
+/// Micro-batching: take what the broker delivered, up to `max_batch` requests or `max_bytes`,
+/// waiting at most `linger`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct BatchConfig {
     /// Most requests in one model run and one transaction.
     pub max_batch: usize,
+    /// A worker's memory budget for requests: a batch stops growing once its records hold this
+    /// many bytes, and a model runs as soon as the pixels decoded for it reach this many bytes
+    /// (then they are freed). At least one request is always taken. Also caps librdkafka's
+    /// prefetch queue per worker. See the README's memory formula.
+    pub max_bytes: usize,
     /// Longest wait for more requests once the first one arrived.
     #[serde(with = "humantime_serde")]
     pub linger: Duration,
@@ -173,6 +181,13 @@ pub struct Limits {
     pub max_image_side: u32,
     /// Largest image width × height accepted (checked from the header, before decoding).
     pub max_image_pixels: u64,
+    /// Longest request `id` accepted, in bytes. The id is echoed in the result, so an unbounded
+    /// one could make the result too large for its topic.
+    pub max_id_bytes: usize,
+    /// Largest encoded result written, in bytes; a larger one goes to the dead-letter topic as
+    /// `result_too_large`. Keep it a little below the result topics' `max.message.bytes`
+    /// (1 MiB as declared in `topics/`), which also counts the record's key and headers.
+    pub max_result_bytes: usize,
 }
 
 impl Limits {
@@ -241,7 +256,12 @@ impl Default for TopicNames {
 
 impl Default for BatchConfig {
     fn default() -> Self {
-        BatchConfig { max_batch: 32, linger: Duration::from_millis(5), idle_poll: Duration::from_millis(100) }
+        BatchConfig {
+            max_batch: 32,
+            max_bytes: 32 << 20,
+            linger: Duration::from_millis(5),
+            idle_poll: Duration::from_millis(100),
+        }
     }
 }
 
@@ -252,6 +272,8 @@ impl Default for Limits {
             max_text_bytes: 16 * 1024,
             max_image_side: 8192,
             max_image_pixels: 24_000_000,
+            max_id_bytes: 1024,
+            max_result_bytes: 1_000_000,
         }
     }
 }
@@ -399,6 +421,9 @@ impl ServeConfig {
         if self.batch.max_batch == 0 || self.batch.max_batch > 4096 {
             return bad(format!("batch.max_batch = {} must be between 1 and 4096", self.batch.max_batch));
         }
+        if self.batch.max_bytes < (1 << 20) {
+            return bad(format!("batch.max_bytes = {} must be at least 1048576 (1 MiB)", self.batch.max_bytes));
+        }
         if self.batch.idle_poll.is_zero() {
             return bad("batch.idle_poll must be above zero, e.g. \"100ms\"".into());
         }
@@ -407,9 +432,11 @@ impl ServeConfig {
             || limits.max_text_bytes == 0
             || limits.max_image_side == 0
             || limits.max_image_pixels == 0
+            || limits.max_id_bytes == 0
+            || limits.max_result_bytes < 1024
         {
-            return bad("limits.max_payload_bytes, max_text_bytes, max_image_side and max_image_pixels must be above \
-                        zero"
+            return bad("limits.max_payload_bytes, max_text_bytes, max_image_side, max_image_pixels and max_id_bytes \
+                        must be above zero, and limits.max_result_bytes at least 1024"
                 .into());
         }
         self.worker_assignment()?;

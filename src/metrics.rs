@@ -21,6 +21,9 @@ pub const REBALANCES: &str = "tidal_rebalances_total";
 pub const CONSUMER_LAG: &str = "tidal_consumer_lag";
 pub const WORKER_RESTARTS: &str = "tidal_worker_restarts_total";
 pub const WORKERS: &str = "tidal_workers";
+pub const PANICS_CAUGHT: &str = "tidal_panics_caught_total";
+pub const REFUSED_RECORDS: &str = "tidal_refused_records_total";
+pub const WORKER_BLOCKED_SECONDS: &str = "tidal_worker_blocked_seconds";
 pub const GATEWAY_REQUESTS: &str = "tidal_gateway_requests_total";
 pub const GATEWAY_SECONDS: &str = "tidal_gateway_seconds";
 
@@ -53,6 +56,16 @@ pub fn dead_letter(model: &str, reason: &'static str) {
     counter!(DEAD_LETTERS, "model" => model.to_string(), "reason" => reason).increment(1);
 }
 
+/// A panic while decoding or running one request was caught (its request was dead-lettered).
+pub fn panic_caught(model: &str, stage: &'static str) {
+    counter!(PANICS_CAUGHT, "model" => model.to_string(), "stage" => stage).increment(1);
+}
+
+/// The broker refused a record for a reason of its own (`reason`: librdkafka's error name).
+pub fn refused_record(reason: String) {
+    counter!(REFUSED_RECORDS, "reason" => reason).increment(1);
+}
+
 pub fn batch(model: &str, size: usize, inference: Duration) {
     histogram!(BATCH_SIZE, "model" => model.to_string()).record(size as f64);
     histogram!(INFERENCE_SECONDS, "model" => model.to_string()).record(inference.as_secs_f64());
@@ -79,6 +92,11 @@ pub fn consumer_lag(topic: &str, partition: i32, lag: i64) {
 
 pub fn worker_restart(reason: &'static str) {
     counter!(WORKER_RESTARTS, "reason" => reason).increment(1);
+}
+
+/// How long a worker's current blocking Kafka call has run (0 when none runs).
+pub fn worker_blocked(worker: usize, elapsed: Duration) {
+    gauge!(WORKER_BLOCKED_SECONDS, "worker" => worker.to_string()).set(elapsed.as_secs_f64());
 }
 
 pub fn workers(count: usize) {

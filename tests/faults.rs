@@ -255,6 +255,48 @@ fn repeated_sigkills_and_restarts_lose_and_duplicate_nothing() {
     eprintln!("{kills} kills: first result after each restart within {recoveries:.1?} s");
 }
 
+#[test]
+#[ignore = "needs Kafka and the models: run scripts/test.sh"]
+fn a_pod_killed_inside_a_transaction_and_replaced_under_a_new_name_loses_and_duplicates_nothing() {
+    // Kubernetes replaces a pod under a new name: the new workers' transactional ids differ, so
+    // nothing fences the dead pod's open transactions; the broker aborts them after
+    // `transaction_timeout`, and until then the new consumers wait for the offsets they hold.
+    let fx = Fixture::on_broker(
+        "newname",
+        &common::brokers(),
+        4,
+        "transaction_timeout = \"10s\"\n",
+        "[batch]\nmax_batch = 8\n[faults]\ndelay_before_commit = \"300ms\"\n",
+    );
+    let config = std::fs::read_to_string(&fx.config_path).unwrap().replace("workers = 1\n", "workers = 2\n");
+    std::fs::write(&fx.config_path, config).unwrap();
+    let reqs = requests(500);
+    fx.produce_texts(&reqs);
+    let mut committed = Reader::new(&fx.results(), true);
+    let mut old_pod = fx.spawn("tidal-7d9f-abcde");
+    committed.read_until(60, Duration::from_secs(120));
+    assert!(committed.records.len() < reqs.len(), "the kill must land mid-stream");
+    old_pod.kill().unwrap();
+    let _ = old_pod.wait();
+    let killed = Instant::now();
+    let before = committed.records.len();
+    let mut new_pod = fx.spawn("tidal-7d9f-xyz12");
+    let until = Instant::now() + Duration::from_secs(90);
+    while committed.records.len() == before && Instant::now() < until {
+        committed.poll_for(Duration::from_millis(100));
+    }
+    let resumed = killed.elapsed().as_secs_f64();
+    committed.read_until(reqs.len(), Duration::from_secs(300));
+    committed.poll_for(Duration::from_secs(3));
+    let status = terminate(&mut new_pod, Duration::from_secs(40));
+    let extra = serde_json::json!({"recovery_s": resumed, "transaction_timeout_s": 10});
+    common::report_scenario("SIGKILL, replaced under a new name (2 workers)", &committed, &reqs, extra);
+    eprintln!("replaced under a new name: first result {resumed:.1} s after the kill (transaction timeout 10 s)");
+    assert!(resumed < 90.0, "no result within 90 s of the replacement");
+    assert_exactly_once(&committed, &reqs);
+    assert!(status.is_some_and(|s| s.success()), "exit on SIGTERM: {status:?}");
+}
+
 /// Produces `requests` at `rate` per second on a thread of its own.
 fn paced_producer(fx: &Fixture, requests: Vec<(String, String)>, rate: f64) -> std::thread::JoinHandle<()> {
     let (brokers, topic) = (fx.brokers.clone(), fx.requests());

@@ -32,8 +32,15 @@ pub enum BadInputKind {
     CorruptImage,
     /// The image exceeds `limits.max_image_side` or `limits.max_image_pixels`.
     ImageTooLarge,
-    /// The model failed on this request alone (the rest of its batch was answered).
+    /// The request `id` is longer than `limits.max_id_bytes` (it is echoed in the result).
+    IdTooLong,
+    /// The model failed on this request alone (the rest of its batch was answered), or panicked.
     InferenceFailed,
+    /// The encoded result is larger than the result topic or `limits.max_result_bytes` accepts.
+    ResultTooLarge,
+    /// The broker refused this request's result for a reason of its own (the record, not the
+    /// cluster): the request is dead-lettered so that its partition moves on.
+    DeliveryFailed,
 }
 
 impl BadInputKind {
@@ -53,7 +60,10 @@ impl BadInputKind {
             BadInputKind::UnsupportedImage => "unsupported_image",
             BadInputKind::CorruptImage => "corrupt_image",
             BadInputKind::ImageTooLarge => "image_too_large",
+            BadInputKind::IdTooLong => "id_too_long",
             BadInputKind::InferenceFailed => "inference_failed",
+            BadInputKind::ResultTooLarge => "result_too_large",
+            BadInputKind::DeliveryFailed => "delivery_failed",
         }
     }
 }

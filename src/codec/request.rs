@@ -53,6 +53,17 @@ pub enum Input {
     ImagePair(RgbImage, RgbImage),
 }
 
+impl Input {
+    /// Bytes the decoded input holds (pixels, for images): what a worker's batch budget counts.
+    pub fn decoded_bytes(&self) -> usize {
+        match self {
+            Input::Text(text) => text.len(),
+            Input::Image(image) => image.as_raw().len(),
+            Input::ImagePair(a, b) => a.as_raw().len() + b.as_raw().len(),
+        }
+    }
+}
+
 /// A decoded, validated request.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Request {
@@ -86,7 +97,7 @@ pub fn decode_request(
                 format!("a raw {content_type} value is accepted only by single-image models; send JSON"),
             ));
         }
-        let id = headers.id.map_or_else(default_id, str::to_string);
+        let id = checked_id(headers.id.map_or_else(default_id, str::to_string), limits)?;
         let image = decode_image(bytes, &limits.image())?;
         return Ok(Request { id, deadline_ms: None, input: Input::Image(image) });
     }
@@ -103,7 +114,7 @@ pub fn decode_request(
     };
     let id = match optional_field(&fields, "id")? {
         None => default_id(),
-        Some(Value::String(id)) => id.clone(),
+        Some(Value::String(id)) => checked_id(id.clone(), limits)?,
         Some(other) => return Err(wrong_type("id", "a string", other)),
     };
     let deadline_ms = match optional_field(&fields, "deadline_ms")? {
@@ -122,6 +133,17 @@ pub fn decode_request(
         }
     };
     Ok(Request { id, deadline_ms, input })
+}
+
+/// The id is echoed in the result: an unbounded one could make the result too large to deliver.
+fn checked_id(id: String, limits: &Limits) -> Result<String, BadInput> {
+    if id.len() > limits.max_id_bytes {
+        return Err(BadInput::new(
+            BadInputKind::IdTooLong,
+            format!("'id' is {} bytes, limit is {} (limits.max_id_bytes)", id.len(), limits.max_id_bytes),
+        ));
+    }
+    Ok(id)
 }
 
 fn text_field(fields: &Map<String, Value>, limits: &Limits) -> Result<String, BadInput> {
@@ -214,6 +236,20 @@ mod tests {
         assert_eq!(req.id, "r1");
         assert_eq!(req.deadline_ms, Some(1_700_000_000_000));
         assert_eq!(req.input, Input::Text("I loved it".into()));
+    }
+
+    #[test]
+    fn an_id_longer_than_the_limit_is_bad_input() {
+        let limits = Limits { max_id_bytes: 8, ..limits() };
+        let decode =
+            |value: &[u8], headers| decode_request(InputKind::Text, Some(value), headers, || "d".into(), &limits);
+        assert_eq!(decode(br#"{"id": "12345678", "text": "x"}"#, RequestHeaders::default()).unwrap().id, "12345678");
+        let bad = decode(br#"{"id": "123456789", "text": "x"}"#, RequestHeaders::default()).unwrap_err();
+        assert_eq!(bad.kind, BadInputKind::IdTooLong);
+        assert!(bad.reason.contains("limits.max_id_bytes"), "{}", bad.reason);
+        let raw = RequestHeaders { content_type: Some("image/png"), id: Some("123456789") };
+        let image = decode_request(InputKind::Image, Some(b"\x89PNG"), raw, || "d".into(), &limits).unwrap_err();
+        assert_eq!(image.kind, BadInputKind::IdTooLong);
     }
 
     #[test]

@@ -18,10 +18,17 @@ const PROTECTED_KEYS: &[&str] = &[
     "group.id",
 ];
 
+/// The largest record any tidal client sends or fetches (librdkafka's `message.max.bytes`). The
+/// topics in `topics/` stay below it: requests 10 MiB, dead letters 12 MiB, results 1 MiB.
+pub const MAX_RECORD_BYTES: usize = 16 << 20;
+
 fn base_config(kafka: &KafkaConfig, client_id: &str) -> Result<ClientConfig> {
     let mut config = ClientConfig::new();
     // Image requests (and their dead letters) can be several MiB; librdkafka's default is 1 MB.
-    config.set("bootstrap.servers", &kafka.brokers).set("client.id", client_id).set("message.max.bytes", "16777216");
+    config
+        .set("bootstrap.servers", &kafka.brokers)
+        .set("client.id", client_id)
+        .set("message.max.bytes", MAX_RECORD_BYTES.to_string());
     for (key, value) in &kafka.librdkafka_options {
         if PROTECTED_KEYS.contains(&key.as_str()) {
             return Err(Error::Config(format!(
@@ -56,6 +63,19 @@ pub fn consumer_config(kafka: &KafkaConfig, group_id: &str, client_id: &str) -> 
         .set("max.poll.interval.ms", kafka.max_poll_interval.as_millis().to_string())
         .set("statistics.interval.ms", "5000");
     Ok(config)
+}
+
+/// Bounds a worker consumer's prefetch queue by the worker's batch budget (`batch.max_bytes`).
+/// `fetch.max.bytes` follows it (librdkafka keeps it at least `message.max.bytes`, 16 MiB, so
+/// that the largest record can always be fetched).
+pub fn bound_consumer_prefetch(config: &mut ClientConfig, budget_bytes: usize) {
+    config.set("queued.max.messages.kbytes", (budget_bytes / 1024).max(1024).to_string());
+}
+
+/// Bounds a worker producer's queue: one batch's records (dead letters carry the request's
+/// value, so up to the batch budget) plus the largest single record.
+pub fn bound_producer_queue(config: &mut ClientConfig, budget_bytes: usize) {
+    config.set("queue.buffering.max.kbytes", ((budget_bytes + MAX_RECORD_BYTES) / 1024).to_string());
 }
 
 /// A worker's transactional producer. `message.timeout.ms` stays within the transaction timeout,

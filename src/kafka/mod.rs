@@ -8,8 +8,8 @@ mod txn_error;
 
 pub use admin::{apply_topics, load_topic_specs, TopicReport, TopicSpec};
 pub use client::{
-    admin_client, consumer_config, idempotent_producer_config, plain_producer_config, read_committed_consumer_config,
-    transactional_producer_config,
+    admin_client, bound_consumer_prefetch, bound_producer_queue, consumer_config, idempotent_producer_config,
+    plain_producer_config, read_committed_consumer_config, transactional_producer_config, MAX_RECORD_BYTES,
 };
-pub use context::{WorkerConsumerContext, WorkerProducerContext};
+pub use context::{refuses_the_record, Refusal, WorkerConsumerContext, WorkerProducerContext};
 pub use txn_error::{classify, is_fenced, TxnStep};

@@ -91,6 +91,16 @@ pub struct FaceMatchSpec {
     /// measured slower per face (11.6 ms at 1, 15–16 ms at 8), so the default is 1.
     #[serde(default = "default_one")]
     pub embed_batch: usize,
+    /// Longest side of the image the detector sees: a larger photo is scaled down for detection
+    /// (faces are then aligned from the full-resolution pixels). Bounds the detector's time and
+    /// memory, which grow with the pixel count (a 12-megapixel photo at full size took seconds
+    /// and hundreds of MiB).
+    #[serde(default = "default_detector_max_side")]
+    pub detector_max_side: u32,
+}
+
+fn default_detector_max_side() -> u32 {
+    1280
 }
 
 fn default_one() -> usize {
@@ -360,10 +370,11 @@ impl Manifest {
                 if !(spec.scale_factor > 0.1 && spec.scale_factor < 0.95)
                     || spec.min_face < 12.0
                     || spec.embed_batch == 0
+                    || spec.detector_max_side < 64
                 {
                     return Err(Error::Config(format!(
-                        "model manifest {origin}: scale_factor must be in (0.1, 0.95), min_face at least 12 and \
-                         embed_batch at least 1"
+                        "model manifest {origin}: scale_factor must be in (0.1, 0.95), min_face at least 12, \
+                         embed_batch at least 1 and detector_max_side at least 64"
                     )));
                 }
             }

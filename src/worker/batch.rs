@@ -1,5 +1,6 @@
-//! Micro-batch collection: take what the broker already delivered, up to `max_batch`, and never
-//! wait longer than `linger` after the first record. Rewinding puts a batch back.
+//! Micro-batch collection: take what the broker already delivered, up to `max_batch` records or
+//! `max_bytes` of record values, and never wait longer than `linger` after the first record.
+//! Rewinding puts a batch (or the tail of one) back.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -17,14 +18,16 @@ use crate::error::{Error, Result};
 pub fn collect(consumer: &WorkerConsumer, settings: &BatchConfig) -> Result<Vec<OwnedMessage>> {
     let rebalances = consumer.context().rebalance_count();
     let mut batch = Vec::new();
+    let mut bytes = 0;
     let mut deadline: Option<Instant> = None;
-    while batch.len() < settings.max_batch {
+    while batch.len() < settings.max_batch && bytes < settings.max_bytes {
         let wait = match deadline {
             None => settings.idle_poll,
             Some(d) => d.saturating_duration_since(Instant::now()),
         };
         match consumer.poll(wait) {
             Some(Ok(message)) => {
+                bytes += message.payload_len();
                 batch.push(message.detach());
                 deadline.get_or_insert_with(|| Instant::now() + settings.linger);
             }

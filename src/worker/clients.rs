@@ -9,6 +9,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{BaseProducer, Producer};
 use rdkafka::{Offset, TopicPartitionList};
 
+use super::watchdog::Heartbeat;
 use crate::config::{Delivery, ServeConfig};
 use crate::error::{Error, Result};
 use crate::kafka::{self, TxnStep, WorkerConsumerContext, WorkerProducerContext};
@@ -23,6 +24,8 @@ pub struct Clients {
     /// `<app>-<instance>-<worker>` (the client id in at-least-once mode).
     pub transactional_id: String,
     pub delivery: Delivery,
+    /// The worker's marker of blocking calls, watched by the watchdog.
+    pub heartbeat: std::sync::Arc<Heartbeat>,
 }
 
 /// The stable transactional id of a worker.
@@ -33,31 +36,39 @@ pub fn transactional_id(config: &ServeConfig, worker: usize) -> String {
 impl Clients {
     /// Creates both clients, initialises transactions (fencing any earlier producer with the same
     /// id and aborting its open transaction) and subscribes to `topics`.
-    pub fn connect(config: &ServeConfig, worker: usize, topics: &[&str]) -> Result<Self> {
+    pub fn connect(
+        config: &ServeConfig,
+        worker: usize,
+        topics: &[&str],
+        heartbeat: &std::sync::Arc<Heartbeat>,
+    ) -> Result<Self> {
         let txn_id = transactional_id(config, worker);
         let delivery = config.delivery;
-        let producer = create_producer(config, &txn_id)?;
-        let consumer: WorkerConsumer = kafka::consumer_config(&config.kafka, &config.group_id(), &txn_id)?
+        let producer = create_producer(config, &txn_id, heartbeat)?;
+        let mut consumer_config = kafka::consumer_config(&config.kafka, &config.group_id(), &txn_id)?;
+        kafka::bound_consumer_prefetch(&mut consumer_config, config.batch.max_bytes);
+        let consumer: WorkerConsumer = consumer_config
             .create_with_context(WorkerConsumerContext::default())
             .map_err(|e| Error::kafka("creating the consumer", e))?;
         consumer.subscribe(topics).map_err(|e| Error::kafka(format!("subscribing to {topics:?}"), e))?;
         tracing::info!(worker, transactional_id = %txn_id, ?topics, "worker connected");
-        Ok(Clients { consumer, producer, transactional_id: txn_id, delivery })
+        Ok(Clients { consumer, producer, transactional_id: txn_id, delivery, heartbeat: heartbeat.clone() })
     }
 }
 
 /// The worker's producer; exactly-once: transactional and initialised (which fences any earlier
 /// producer with the same id and aborts its open transaction).
-fn create_producer(config: &ServeConfig, txn_id: &str) -> Result<WorkerProducer> {
-    let producer_config = match config.delivery {
+fn create_producer(config: &ServeConfig, txn_id: &str, heartbeat: &Heartbeat) -> Result<WorkerProducer> {
+    let mut producer_config = match config.delivery {
         Delivery::ExactlyOnce => kafka::transactional_producer_config(&config.kafka, txn_id)?,
         Delivery::AtLeastOnce => kafka::idempotent_producer_config(&config.kafka, txn_id)?,
     };
+    kafka::bound_producer_queue(&mut producer_config, config.batch.max_bytes);
     let producer: WorkerProducer = producer_config
         .create_with_context(WorkerProducerContext::default())
         .map_err(|e| Error::kafka("creating the producer", e))?;
     if config.delivery == Delivery::ExactlyOnce {
-        init_transactions(&producer, config.kafka.call_timeout)?;
+        init_transactions(&producer, config.kafka.call_timeout, heartbeat)?;
     }
     Ok(producer)
 }
@@ -69,7 +80,7 @@ impl Clients {
     /// and a member dropped in the middle of a join can hold the next rebalance for up to
     /// `max.poll.interval.ms` (measured: minutes without results after a broker pause).
     pub fn renew_producer(&mut self, config: &ServeConfig) -> Result<()> {
-        self.producer = create_producer(config, &self.transactional_id)?;
+        self.producer = create_producer(config, &self.transactional_id, &self.heartbeat)?;
         rewind_to_committed(&self.consumer, config.kafka.call_timeout)
     }
 }
@@ -103,10 +114,13 @@ fn rewind_to_committed(consumer: &WorkerConsumer, timeout: Duration) -> Result<(
     Ok(())
 }
 
-fn init_transactions(producer: &WorkerProducer, timeout: Duration) -> Result<()> {
+fn init_transactions(producer: &WorkerProducer, timeout: Duration, heartbeat: &Heartbeat) -> Result<()> {
     let mut attempt = 1;
     loop {
-        match producer.init_transactions(timeout) {
+        let call = heartbeat.enter("init_transactions");
+        let outcome = producer.init_transactions(timeout);
+        drop(call);
+        match outcome {
             Ok(()) => return Ok(()),
             Err(e) if kafka::classify(&e) == TxnStep::Retry && attempt < 5 => {
                 tracing::warn!(error = %e, attempt, "init_transactions failed; retrying");

@@ -11,8 +11,10 @@ mod batch;
 mod clients;
 mod pool;
 mod process;
+mod refusals;
 mod run;
 mod transaction;
+mod watchdog;
 
 pub use pool::{serve, ServeHandle};
-pub use process::{process_batch, ModelSlot, Produced};
+pub use process::{process_batch, ModelSlot, Produced, Rules};

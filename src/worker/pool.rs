@@ -8,6 +8,7 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use super::run::{self, WorkerSpec};
+use super::watchdog::{self, Heartbeat};
 use crate::config::ServeConfig;
 use crate::error::{Error, Result};
 use crate::metrics;
@@ -42,6 +43,7 @@ pub fn serve(config: ServeConfig) -> Result<ServeHandle> {
     let failure: Arc<Mutex<Option<String>>> = Arc::default();
     let config = Arc::new(config);
     let (ready_tx, ready_rx) = mpsc::channel::<(usize, Result<()>)>();
+    let heartbeats: Vec<Arc<Heartbeat>> = (0..workers).map(|_| Arc::default()).collect();
     let mut threads = Vec::with_capacity(workers);
     for index in 0..workers {
         // Core 0 stays with the OS; workers take cores 1.., wrapping when oversubscribed.
@@ -53,6 +55,7 @@ pub fn serve(config: ServeConfig) -> Result<ServeHandle> {
             shutdown: Arc::clone(&shutdown),
             cores: core.map(|own| (own, cores[0])),
             failure: Arc::clone(&failure),
+            heartbeat: Arc::clone(&heartbeats[index]),
         };
         let ready = ready_tx.clone();
         let thread = thread::Builder::new()
@@ -92,6 +95,11 @@ pub fn serve(config: ServeConfig) -> Result<ServeHandle> {
             }
         }
     }
+    // A call may take its own timeout (retried calls each restart the clock); twice that means
+    // librdkafka stopped keeping its word.
+    let limit = config.kafka.call_timeout * 2;
+    watchdog::spawn(heartbeats, limit, watchdog::end_process)
+        .map_err(|e| Error::Worker { worker: 0, reason: format!("cannot start the watchdog thread: {e}") })?;
     metrics::workers(workers);
     tracing::info!(
         workers,

@@ -1,10 +1,18 @@
 //! Turning a batch of request records into the records to write: decode each request, answer
-//! expired ones without running the model, run each model once over its share of the batch, and
-//! route anything unanswerable to the dead-letter topic with its reason. No Kafka I/O here.
+//! expired ones without running the model, run each model over its share of the batch, and route
+//! anything unanswerable to the dead-letter topic with its reason. No Kafka I/O here.
+//!
+//! Memory stays within a budget whatever the backlog holds: requests are decoded just before
+//! their model runs, and a model runs as soon as the pixels decoded for it reach
+//! `batch.max_bytes`, after which they are dropped; at most one request more than the budget is
+//! decoded at once. A panic while decoding or running one request (a model or image-library bug)
+//! is caught and dead-letters that request alone: a crash would restart into the same batch.
 
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use rdkafka::message::{Headers, Message, OwnedMessage};
+use rdkafka::types::RDKafkaErrorCode;
 
 use crate::codec::{self, BadInput, BadInputKind, DeadLetterSource, Request, Response, Status};
 use crate::config::Limits;
@@ -27,10 +35,21 @@ pub struct Produced {
     pub headers: Vec<(&'static str, String)>,
 }
 
+/// What processing needs besides the records and the models.
+#[derive(Debug, Clone, Copy)]
+pub struct Rules<'a> {
+    pub limits: &'a Limits,
+    pub dead_letter_topic: &'a str,
+    /// Most decoded bytes (image pixels) held at once before the model runs on them.
+    pub max_decoded_bytes: usize,
+    /// Fault injection: panic while running the model on the request with this id.
+    pub panic_on_id: Option<&'a str>,
+}
+
 enum Answer {
-    Pending(Request),
-    Done(Request, serde_json::Value),
-    Expired(Request),
+    Unanswered,
+    Done { id: String, result: serde_json::Value },
+    Expired { id: String },
     Bad(BadInput),
 }
 
@@ -51,40 +70,41 @@ fn request_headers(message: &OwnedMessage) -> codec::RequestHeaders<'_> {
 }
 
 /// Processes one batch; returns one record per input record, in input order.
-pub fn process_batch(
-    batch: &[OwnedMessage],
-    slots: &mut [ModelSlot],
-    limits: &Limits,
-    dead_letter_topic: &str,
-) -> Vec<Produced> {
+pub fn process_batch(batch: &[OwnedMessage], slots: &mut [ModelSlot], rules: &Rules<'_>) -> Vec<Produced> {
     let now_ms = unix_millis();
     let slot_of: Vec<Option<usize>> =
         batch.iter().map(|m| slots.iter().position(|s| s.request_topic == m.topic())).collect();
-    let mut answers: Vec<Answer> = batch
+    let mut answers: Vec<Answer> = slot_of
         .iter()
-        .zip(&slot_of)
-        .map(|(m, slot)| match slot {
+        .zip(batch)
+        .map(|(slot, m)| match slot {
             None => {
                 Answer::Bad(BadInput::new(BadInputKind::MissingField, format!("no model serves topic {}", m.topic())))
             }
-            Some(slot) => {
-                let default_id = || format!("{}/{}/{}", m.topic(), m.partition(), m.offset());
-                let headers = request_headers(m);
-                match codec::decode_request(slots[*slot].model.input_kind(), m.payload(), headers, default_id, limits) {
-                    Ok(req) if req.deadline_ms.is_some_and(|d| d < now_ms) => Answer::Expired(req),
-                    Ok(req) => Answer::Pending(req),
-                    Err(bad) => Answer::Bad(bad),
-                }
-            }
+            Some(_) => Answer::Unanswered,
         })
         .collect();
 
     for (index, slot) in slots.iter_mut().enumerate() {
-        let members: Vec<usize> = (0..batch.len())
-            .filter(|&i| slot_of[i] == Some(index) && matches!(answers[i], Answer::Pending(_)))
-            .collect();
-        if !members.is_empty() {
-            run_model(slot, &members, &mut answers);
+        let mut pending: Vec<(usize, Request)> = Vec::new();
+        let mut pending_bytes = 0;
+        for (i, message) in batch.iter().enumerate().filter(|(i, _)| slot_of[*i] == Some(index)) {
+            answers[i] = match decode(message, slot.model.as_ref(), rules.limits) {
+                Ok(request) if request.deadline_ms.is_some_and(|d| d < now_ms) => Answer::Expired { id: request.id },
+                Ok(request) => {
+                    pending_bytes += request.input.decoded_bytes();
+                    pending.push((i, request));
+                    Answer::Unanswered
+                }
+                Err(bad) => Answer::Bad(bad),
+            };
+            if pending_bytes >= rules.max_decoded_bytes {
+                run_model(slot, std::mem::take(&mut pending), &mut answers, rules);
+                pending_bytes = 0;
+            }
+        }
+        if !pending.is_empty() {
+            run_model(slot, pending, &mut answers, rules);
         }
     }
 
@@ -94,90 +114,158 @@ pub fn process_batch(
         .zip(&slot_of)
         .map(|((message, answer), slot)| {
             let slot = slot.map(|s| &slots[s]);
-            to_record(message, answer, slot, dead_letter_topic)
+            to_record(message, answer, slot, rules)
         })
         .collect()
 }
 
-fn placeholder() -> BadInput {
-    BadInput::new(BadInputKind::InferenceFailed, "in progress")
+/// Decodes one request; a panic in the decoder is this request's bad input.
+fn decode(message: &OwnedMessage, model: &dyn Model, limits: &Limits) -> Result<Request, BadInput> {
+    let default_id = || format!("{}/{}/{}", message.topic(), message.partition(), message.offset());
+    let headers = request_headers(message);
+    catch_unwind(AssertUnwindSafe(|| {
+        codec::decode_request(model.input_kind(), message.payload(), headers, default_id, limits)
+    }))
+    .unwrap_or_else(|panic| Err(panicked(model.name(), "decoding", &panic)))
 }
 
-/// Runs one model over its members; if the batch fails as a whole, retries each member alone so
-/// that one bad request cannot sink its neighbours.
-fn run_model(slot: &mut ModelSlot, members: &[usize], answers: &mut [Answer]) {
-    let inputs: Vec<&codec::Input> = members
-        .iter()
-        .filter_map(|&i| match &answers[i] {
-            Answer::Pending(req) => Some(&req.input),
-            _ => None,
-        })
-        .collect();
+/// Runs the model over `pending`; if the run fails or panics as a whole, runs each request alone
+/// so that one bad request cannot sink its neighbours. The decoded inputs are dropped on return.
+fn run_model(slot: &mut ModelSlot, pending: Vec<(usize, Request)>, answers: &mut [Answer], rules: &Rules<'_>) {
     let started = Instant::now();
-    let outputs = slot.model.infer(&inputs);
-    metrics::batch(slot.model.name(), inputs.len(), started.elapsed());
-    match outputs {
-        Ok(outputs) if outputs.len() == members.len() => {
-            for (&i, output) in members.iter().zip(outputs) {
-                answers[i] = match std::mem::replace(&mut answers[i], Answer::Bad(placeholder())) {
-                    Answer::Pending(req) => Answer::Done(req, output),
-                    other => other,
-                };
+    let outcome = guarded_infer(slot, &pending.iter().map(|(_, r)| r).collect::<Vec<_>>(), rules);
+    metrics::batch(slot.model.name(), pending.len(), started.elapsed());
+    let failure = match outcome {
+        Ok(outputs) if outputs.len() == pending.len() => {
+            for ((i, request), result) in pending.into_iter().zip(outputs) {
+                answers[i] = Answer::Done { id: request.id, result };
             }
+            return;
         }
-        batch_result => {
-            let reason = match batch_result {
-                Err(e) => e.to_string(),
-                Ok(o) => format!("model returned {} results for {} inputs", o.len(), members.len()),
-            };
-            tracing::warn!(model = slot.model.name(), error = %reason, "batch inference failed; retrying one by one");
-            for &i in members {
-                let req = match std::mem::replace(&mut answers[i], Answer::Bad(placeholder())) {
-                    Answer::Pending(req) => req,
-                    other => {
-                        answers[i] = other;
-                        continue;
-                    }
-                };
-                answers[i] = match slot.model.infer(&[&req.input]) {
-                    Ok(mut out) if out.len() == 1 => Answer::Done(req, out.remove(0)),
-                    Ok(_) => Answer::Bad(BadInput::new(BadInputKind::InferenceFailed, reason.clone())),
-                    Err(e) => Answer::Bad(BadInput::new(BadInputKind::InferenceFailed, e.to_string())),
-                };
-            }
-        }
+        Ok(outputs) => BadInput::new(
+            BadInputKind::InferenceFailed,
+            format!("model returned {} results for {} inputs", outputs.len(), pending.len()),
+        ),
+        Err(bad) => bad,
+    };
+    if pending.len() > 1 {
+        tracing::warn!(model = slot.model.name(), error = %failure, "batch inference failed; retrying one by one");
+    }
+    for (i, request) in pending {
+        answers[i] = match guarded_infer(slot, &[&request], rules) {
+            Ok(mut out) if out.len() == 1 => Answer::Done { id: request.id, result: out.remove(0) },
+            Ok(_) => Answer::Bad(failure.clone()),
+            Err(bad) => Answer::Bad(bad),
+        };
     }
 }
 
-fn to_record(message: &OwnedMessage, answer: Answer, slot: Option<&ModelSlot>, dead_letter_topic: &str) -> Produced {
-    let (slot, request, status, result) = match (slot, answer) {
-        (Some(slot), Answer::Done(request, result)) => (slot, request, Status::Ok, Some(result)),
-        (Some(slot), Answer::Expired(request)) => (slot, request, Status::Expired, None),
-        (slot, Answer::Bad(bad)) => return dead_letter(message, &bad, slot, dead_letter_topic),
+/// One model run with panics caught: a panic becomes `inference_failed` with its message.
+fn guarded_infer(
+    slot: &mut ModelSlot,
+    requests: &[&Request],
+    rules: &Rules<'_>,
+) -> Result<Vec<serde_json::Value>, BadInput> {
+    let model = &mut slot.model;
+    let run = catch_unwind(AssertUnwindSafe(|| {
+        if let Some(id) = rules.panic_on_id.filter(|id| requests.iter().any(|r| r.id == *id)) {
+            panic!("injected fault: faults.panic_on_id = {id:?}");
+        }
+        let inputs: Vec<&codec::Input> = requests.iter().map(|r| &r.input).collect();
+        model.infer(&inputs)
+    }));
+    match run {
+        Ok(Ok(outputs)) => Ok(outputs),
+        Ok(Err(e)) => Err(BadInput::new(BadInputKind::InferenceFailed, e.to_string())),
+        Err(panic) => Err(panicked(slot.model.name(), "running the model", &panic)),
+    }
+}
+
+/// The bad input for a caught panic; counted and logged, since it is a bug to report.
+fn panicked(model: &str, stage: &'static str, panic: &Box<dyn std::any::Any + Send>) -> BadInput {
+    let message = panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".into());
+    metrics::panic_caught(model, stage);
+    tracing::error!(model, stage, panic = %message, "caught a panic; the request goes to the dead-letter topic");
+    BadInput::new(BadInputKind::InferenceFailed, format!("panicked while {stage}: {message}"))
+}
+
+fn to_record(message: &OwnedMessage, answer: Answer, slot: Option<&ModelSlot>, rules: &Rules<'_>) -> Produced {
+    let (slot, id, status, result) = match (slot, answer) {
+        (Some(slot), Answer::Done { id, result }) => (slot, id, Status::Ok, Some(result)),
+        (Some(slot), Answer::Expired { id }) => (slot, id, Status::Expired, None),
+        (slot, Answer::Bad(bad)) => return dead_letter(message, &bad, slot, rules.dead_letter_topic),
         (slot, _) => {
             // Not reached: every request of a served topic is decoded and answered above.
             let bad = BadInput::new(BadInputKind::InferenceFailed, "request was not answered");
-            return dead_letter(message, &bad, slot, dead_letter_topic);
+            return dead_letter(message, &bad, slot, rules.dead_letter_topic);
         }
     };
-    let label = match status {
-        Status::Ok => "ok",
-        Status::Expired => "expired",
-    };
-    metrics::result_out(slot.model.name(), label);
     let payload = codec::encode_response(&Response {
-        id: &request.id,
+        id: &id,
         model: slot.model.name(),
         model_version: slot.model.version(),
         status,
         result: result.as_ref(),
     });
+    if payload.len() > rules.limits.max_result_bytes {
+        let bad = BadInput::new(
+            BadInputKind::ResultTooLarge,
+            format!(
+                "the result is {} bytes, limit is {} (limits.max_result_bytes)",
+                payload.len(),
+                rules.limits.max_result_bytes
+            ),
+        );
+        return dead_letter(message, &bad, Some(slot), rules.dead_letter_topic);
+    }
+    metrics::result_out(
+        slot.model.name(),
+        match status {
+            Status::Ok => "ok",
+            Status::Expired => "expired",
+        },
+    );
     Produced {
         topic: slot.result_topic.clone(),
         key: message.key().map(<[u8]>::to_vec),
         payload: Some(payload),
         headers: Vec::new(),
     }
+}
+
+/// The record that replaces one the broker refused `refusals` times for a reason of its own: first
+/// a dead letter with the original value; if the dead-letter topic refuses that too, a dead
+/// letter without the value (its headers still say where the request is).
+pub fn refused_record(
+    message: &OwnedMessage,
+    refused: &Produced,
+    code: RDKafkaErrorCode,
+    refusals: u32,
+    slots: &[ModelSlot],
+    rules: &Rules<'_>,
+) -> Produced {
+    let slot = slots.iter().find(|s| s.request_topic == message.topic());
+    let kind = match code {
+        RDKafkaErrorCode::MessageSizeTooLarge
+        | RDKafkaErrorCode::MessageBatchTooLarge
+        | RDKafkaErrorCode::InvalidMessageSize => BadInputKind::ResultTooLarge,
+        _ => BadInputKind::DeliveryFailed,
+    };
+    let what = if refused.topic == rules.dead_letter_topic { "dead letter" } else { "result" };
+    let size = refused.payload.as_ref().map_or(0, Vec::len);
+    let mut bad = BadInput::new(kind, format!("{} refused the {what} ({size} bytes): {code}", refused.topic));
+    if refusals >= 2 {
+        bad.reason.push_str("; the dead-letter topic refused the original value too, so it is left out");
+    }
+    let mut record = dead_letter(message, &bad, slot, rules.dead_letter_topic);
+    if refusals >= 2 {
+        record.payload = None;
+    }
+    record
 }
 
 fn dead_letter(message: &OwnedMessage, bad: &BadInput, slot: Option<&ModelSlot>, dead_letter_topic: &str) -> Produced {
@@ -205,9 +293,9 @@ mod tests {
     use rdkafka::Timestamp;
 
     /// A stand-in model: answers with the text's length; fails a whole batch that contains "boom",
-    /// and fails "boom" alone too.
+    /// and fails "boom" alone too; panics on "panic"; remembers the size of every run.
     struct LengthModel {
-        runs: usize,
+        runs: std::sync::Arc<std::sync::Mutex<Vec<usize>>>,
     }
 
     impl Model for LengthModel {
@@ -221,7 +309,10 @@ mod tests {
             InputKind::Text
         }
         fn infer(&mut self, batch: &[&Input]) -> crate::Result<Vec<serde_json::Value>> {
-            self.runs += 1;
+            self.runs.lock().unwrap().push(batch.len());
+            if batch.iter().any(|i| matches!(i, Input::Text(t) if t == "panic")) {
+                panic!("index out of bounds in a post-processor");
+            }
             batch
                 .iter()
                 .map(|input| match input {
@@ -246,11 +337,23 @@ mod tests {
     }
 
     fn slots() -> Vec<ModelSlot> {
+        slots_counting(Default::default())
+    }
+
+    fn slots_counting(runs: std::sync::Arc<std::sync::Mutex<Vec<usize>>>) -> Vec<ModelSlot> {
         vec![ModelSlot {
-            model: Box::new(LengthModel { runs: 0 }),
+            model: Box::new(LengthModel { runs }),
             request_topic: "req".into(),
             result_topic: "res".into(),
         }]
+    }
+
+    fn rules(limits: &Limits) -> Rules<'_> {
+        Rules { limits, dead_letter_topic: "dlq", max_decoded_bytes: 1 << 20, panic_on_id: None }
+    }
+
+    fn kind(p: &Produced) -> Option<&str> {
+        p.headers.iter().find(|(k, _)| *k == "tidal.error.kind").map(|(_, v)| v.as_str())
     }
 
     fn json(p: &Produced) -> serde_json::Value {
@@ -265,7 +368,7 @@ mod tests {
             msg(2, br#"{"id": "c", "text": "hi", "deadline_ms": 1}"#),
             msg(3, br#"{"text": "four"}"#),
         ];
-        let out = process_batch(&batch, &mut slots(), &Limits::default(), "dlq");
+        let out = process_batch(&batch, &mut slots(), &rules(&Limits::default()));
         assert_eq!(out.len(), 4);
         assert_eq!((out[0].topic.as_str(), json(&out[0])["result"].clone()), ("res", serde_json::json!(5)));
         assert_eq!(out[0].key.as_deref(), Some(&b"k0"[..]));
@@ -281,10 +384,73 @@ mod tests {
     fn a_failing_batch_is_retried_one_by_one() {
         let batch = [msg(0, br#"{"text": "ab"}"#), msg(1, br#"{"text": "boom"}"#), msg(2, br#"{"text": "abc"}"#)];
         let mut slots = slots();
-        let out = process_batch(&batch, &mut slots, &Limits::default(), "dlq");
+        let out = process_batch(&batch, &mut slots, &rules(&Limits::default()));
         assert_eq!(json(&out[0])["result"], 2);
         assert_eq!(out[1].topic, "dlq");
         assert!(out[1].headers.contains(&("tidal.error.kind", "inference_failed".into())));
         assert_eq!(json(&out[2])["result"], 3);
+    }
+
+    #[test]
+    fn a_panic_dead_letters_that_request_alone() {
+        let batch = [msg(0, br#"{"text": "ab"}"#), msg(1, br#"{"text": "panic"}"#), msg(2, br#"{"text": "abc"}"#)];
+        let out = process_batch(&batch, &mut slots(), &rules(&Limits::default()));
+        assert_eq!(json(&out[0])["result"], 2);
+        assert_eq!(kind(&out[1]), Some("inference_failed"));
+        let reason = out[1].headers.iter().find(|(k, _)| *k == "tidal.error.reason").unwrap();
+        assert!(reason.1.contains("panicked") && reason.1.contains("index out of bounds"), "{}", reason.1);
+        assert_eq!(json(&out[2])["result"], 3);
+    }
+
+    #[test]
+    fn the_injected_panic_fault_hits_only_its_request() {
+        let batch = [msg(0, br#"{"id": "a", "text": "ab"}"#), msg(1, br#"{"id": "b", "text": "xyz"}"#)];
+        let limits = Limits::default();
+        let rules = Rules { panic_on_id: Some("b"), ..rules(&limits) };
+        let out = process_batch(&batch, &mut slots(), &rules);
+        assert_eq!(json(&out[0])["result"], 2);
+        assert_eq!(kind(&out[1]), Some("inference_failed"));
+    }
+
+    #[test]
+    fn the_model_runs_whenever_the_decoded_bytes_reach_the_budget() {
+        let texts: Vec<OwnedMessage> =
+            (0..7).map(|i| msg(i, serde_json::json!({"text": "x".repeat(10)}).to_string().as_bytes())).collect();
+        let runs = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let limits = Limits::default();
+        let rules = Rules { max_decoded_bytes: 25, ..rules(&limits) };
+        let out = process_batch(&texts, &mut slots_counting(runs.clone()), &rules);
+        assert!(out.iter().all(|p| p.topic == "res"));
+        // 10 bytes each: a run at 30 bytes (3 requests), twice, then the last one.
+        assert_eq!(*runs.lock().unwrap(), vec![3, 3, 1]);
+    }
+
+    #[test]
+    fn a_result_over_the_limit_is_a_dead_letter() {
+        let limits = Limits { max_result_bytes: 100, ..Limits::default() };
+        let long_id = "i".repeat(120);
+        let batch = [
+            msg(0, br#"{"id": "short", "text": "ab"}"#),
+            msg(1, serde_json::json!({"id": long_id, "text": "ab"}).to_string().as_bytes()),
+        ];
+        let out = process_batch(&batch, &mut slots(), &rules(&limits));
+        assert_eq!(out[0].topic, "res");
+        assert_eq!((out[1].topic.as_str(), kind(&out[1])), ("dlq", Some("result_too_large")));
+    }
+
+    #[test]
+    fn a_refused_result_becomes_a_dead_letter_then_a_dead_letter_without_its_value() {
+        let limits = Limits::default();
+        let batch = [msg(4, br#"{"id": "a", "text": "ab"}"#)];
+        let result = process_batch(&batch, &mut slots(), &rules(&limits)).remove(0);
+        let code = RDKafkaErrorCode::MessageSizeTooLarge;
+        let first = refused_record(&batch[0], &result, code, 1, &slots(), &rules(&limits));
+        assert_eq!((first.topic.as_str(), kind(&first)), ("dlq", Some("result_too_large")));
+        assert_eq!(first.payload, batch[0].payload().map(<[u8]>::to_vec));
+        assert!(first.headers.contains(&("tidal.source.offset", "4".into())));
+        let second = refused_record(&batch[0], &first, code, 2, &slots(), &rules(&limits));
+        assert_eq!((second.payload.as_ref(), kind(&second)), (None, Some("result_too_large")));
+        let other = refused_record(&batch[0], &result, RDKafkaErrorCode::InvalidRecord, 1, &slots(), &rules(&limits));
+        assert_eq!(kind(&other), Some("delivery_failed"));
     }
 }

@@ -11,8 +11,10 @@ use rdkafka::message::{Message, OwnedMessage};
 
 use super::batch;
 use super::clients::Clients;
-use super::process::{process_batch, ModelSlot};
+use super::process::{process_batch, ModelSlot, Rules};
+use super::refusals::Refusals;
 use super::transaction::{commit_batch, TxnOutcome};
+use super::watchdog::Heartbeat;
 use crate::config::ServeConfig;
 use crate::error::{Error, Result};
 use crate::metrics;
@@ -32,6 +34,8 @@ pub struct WorkerSpec {
     pub cores: Option<(core_affinity::CoreId, core_affinity::CoreId)>,
     /// Why the process must stop (set by a worker that found a twin process), read by `serve`.
     pub failure: Arc<Mutex<Option<String>>>,
+    /// Marks this worker's blocking Kafka calls for the watchdog.
+    pub heartbeat: Arc<Heartbeat>,
 }
 
 /// Loads the worker's models (one session each, on this thread).
@@ -61,21 +65,21 @@ enum Failure {
 pub fn run(spec: &WorkerSpec, mut slots: Vec<ModelSlot>) {
     let topics: Vec<String> = slots.iter().map(|s| s.request_topic.clone()).collect();
     let topics: Vec<&str> = topics.iter().map(String::as_str).collect();
-    let mut backoff = Duration::from_millis(250);
+    let mut backoff = Backoff::default();
     let mut batches: u64 = 0; // across client rebuilds (the slow-model fault counts them)
     while !spec.shutdown.load(Ordering::SeqCst) {
-        let mut clients = match off_core(spec, || Clients::connect(&spec.config, spec.index, &topics)) {
+        let mut clients = match off_core(spec, || Clients::connect(&spec.config, spec.index, &topics, &spec.heartbeat))
+        {
             Ok(clients) => clients,
             Err(e) => {
-                tracing::warn!(worker = spec.index, error = %e, retry_in = ?backoff, "cannot connect; retrying");
+                tracing::warn!(worker = spec.index, error = %e, retry_in = ?backoff.current, "cannot connect; retrying");
                 metrics::worker_restart("connect");
-                pause(&spec.shutdown, backoff);
-                backoff = (backoff * 2).min(Duration::from_secs(10));
+                backoff.wait(&spec.shutdown);
                 continue;
             }
         };
         loop {
-            match serve(spec, &clients, &mut slots, &mut batches) {
+            match serve(spec, &clients, &mut slots, &mut batches, &mut backoff) {
                 Ok(()) => {
                     clients.consumer.unsubscribe();
                     tracing::info!(worker = spec.index, "worker stopped");
@@ -88,8 +92,7 @@ pub fn run(spec: &WorkerSpec, mut slots: Vec<ModelSlot>) {
                 Err(Failure::Producer(e)) => {
                     tracing::warn!(worker = spec.index, error = %e, "the producer failed; replacing it");
                     metrics::worker_restart("producer");
-                    pause(&spec.shutdown, backoff);
-                    backoff = (backoff * 2).min(Duration::from_secs(10));
+                    backoff.wait(&spec.shutdown);
                     if spec.shutdown.load(Ordering::SeqCst) {
                         return;
                     }
@@ -106,8 +109,31 @@ pub fn run(spec: &WorkerSpec, mut slots: Vec<ModelSlot>) {
         }
         metrics::worker_restart("fatal");
         drop(clients);
-        pause(&spec.shutdown, backoff);
-        backoff = (backoff * 2).min(Duration::from_secs(10));
+        backoff.wait(&spec.shutdown);
+    }
+}
+
+/// The wait before rebuilding a client: doubles after each failure, up to 10 s, and starts
+/// again from 250 ms once a batch commits (an outage next week must not inherit today's wait).
+#[derive(Debug)]
+struct Backoff {
+    current: Duration,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Backoff { current: Duration::from_millis(250) }
+    }
+}
+
+impl Backoff {
+    fn wait(&mut self, shutdown: &AtomicBool) {
+        pause(shutdown, self.current);
+        self.current = (self.current * 2).min(Duration::from_secs(10));
+    }
+
+    fn reset(&mut self) {
+        *self = Backoff::default();
     }
 }
 
@@ -164,13 +190,30 @@ fn off_core<T>(spec: &WorkerSpec, make: impl FnOnce() -> T) -> T {
     made
 }
 
-fn serve(spec: &WorkerSpec, clients: &Clients, slots: &mut [ModelSlot], batches: &mut u64) -> Result<(), Failure> {
+fn serve(
+    spec: &WorkerSpec,
+    clients: &Clients,
+    slots: &mut [ModelSlot],
+    batches: &mut u64,
+    backoff: &mut Backoff,
+) -> Result<(), Failure> {
     let config = &spec.config;
+    let rules = Rules {
+        limits: &config.limits,
+        dead_letter_topic: &config.topics.dead_letter,
+        max_decoded_bytes: config.batch.max_bytes,
+        panic_on_id: config.faults.panic_on_id.as_deref(),
+    };
+    let mut refusals = Refusals::default();
     let mut aborts: u32 = 0;
     while !spec.shutdown.load(Ordering::SeqCst) {
-        let batch = batch::collect(&clients.consumer, &config.batch).map_err(Failure::Consumer)?;
+        let mut batch = batch::collect(&clients.consumer, &config.batch).map_err(Failure::Consumer)?;
         if batch.is_empty() {
             continue;
+        }
+        if let Some(keep) = refusals.cut(&batch) {
+            batch::rewind(&clients.consumer, &batch[keep..]).map_err(Failure::Consumer)?;
+            batch.truncate(keep);
         }
         count_inputs(&batch, slots);
         *batches += 1;
@@ -179,7 +222,8 @@ fn serve(spec: &WorkerSpec, clients: &Clients, slots: &mut [ModelSlot], batches:
                 std::thread::sleep(delay); // fault injection: a model slower than max.poll.interval
             }
         }
-        let mut records = process_batch(&batch, slots, &config.limits, &config.topics.dead_letter);
+        let mut records = process_batch(&batch, slots, &rules);
+        refusals.reroute(&batch, &mut records, slots, &rules);
         for record in &mut records {
             record.headers.push((HEADER_PROCESSOR, clients.transactional_id.clone()));
         }
@@ -190,15 +234,24 @@ fn serve(spec: &WorkerSpec, clients: &Clients, slots: &mut [ModelSlot], batches:
                 Error::NotGroupMember { .. } => Failure::Consumer(e),
                 e => Failure::Producer(e),
             })?;
+        drop(records);
         match outcome {
             TxnOutcome::Committed => {
                 aborts = 0;
+                backoff.reset();
+                refusals.forget_committed(&offsets);
                 record_latency(&batch, slots);
             }
-            TxnOutcome::Aborted => {
+            TxnOutcome::Aborted { refused } => {
                 batch::rewind(&clients.consumer, &batch).map_err(Failure::Consumer)?;
-                aborts += 1;
-                pause(&spec.shutdown, Duration::from_millis(100 << aborts.min(6)));
+                if refused.is_empty() {
+                    aborts += 1;
+                    pause(&spec.shutdown, Duration::from_millis(100 << aborts.min(6)));
+                } else {
+                    // The broker refused records for reasons of their own: no wait, the redo
+                    // isolates them (see `refusals`).
+                    refusals.learn(&batch, &refused);
+                }
             }
         }
     }

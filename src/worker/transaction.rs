@@ -3,6 +3,10 @@
 //! Error classes follow librdkafka: retriable → same call again; abortable → abort (the caller
 //! rewinds and redoes the batch); fatal → the caller rebuilds its clients.
 //!
+//! A record the broker refuses for a reason of its own (too large for its topic, invalid) is
+//! reported with the abort, so that the worker can dead-letter that request instead of redoing
+//! the batch forever.
+//!
 //! At-least-once mode writes the same records without a transaction, waits for every delivery,
 //! then commits the offsets; a failed delivery rewinds the batch instead (duplicates allowed).
 
@@ -19,18 +23,22 @@ use super::clients::Clients;
 use super::process::Produced;
 use crate::config::Delivery;
 use crate::error::{Error, Result};
-use crate::kafka::{classify, is_fenced, TxnStep};
+use crate::kafka::{classify, is_fenced, refuses_the_record, Refusal, TxnStep};
 use crate::metrics;
 
 /// Attempts of a retriable call before the transaction is aborted instead.
 const RETRIES: u32 = 10;
 
 /// How a batch's transaction ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TxnOutcome {
     Committed,
-    /// Aborted: nothing was written; the caller must rewind and redo the batch.
-    Aborted,
+    /// Aborted: nothing was written; the caller must rewind and redo the batch. `refused` names
+    /// the records (by index) that the broker refused for a reason of their own: they would be
+    /// refused again.
+    Aborted {
+        refused: Vec<Refusal>,
+    },
 }
 
 /// Writes `records` and commits `offsets` in one transaction. `Err` means the producer is
@@ -42,6 +50,7 @@ pub fn commit_batch(
     timeout: Duration,
     delay_before_commit: Option<Duration>,
 ) -> Result<TxnOutcome> {
+    clients.producer.context().take_refusals(); // a fresh list for this batch
     if clients.delivery == Delivery::AtLeastOnce {
         return Ok(write_then_commit(clients, records, offsets, timeout));
     }
@@ -70,11 +79,12 @@ pub fn commit_batch(
             // 5 minutes without results after a 15 s broker pause).
             retry(|| {
                 wait_for_deliveries(clients, timeout);
+                let _call = clients.heartbeat.enter("abort_transaction");
                 clients.producer.abort_transaction(timeout)
             })
             .map_err(|abort_error| Error::kafka("aborting the transaction", abort_error))?;
             metrics::transaction("aborted", started.elapsed());
-            Ok(TxnOutcome::Aborted)
+            Ok(TxnOutcome::Aborted { refused: clients.producer.context().take_refusals() })
         }
     }
 }
@@ -89,15 +99,21 @@ fn write_and_commit(
 ) -> Result<(), KafkaError> {
     let producer = &clients.producer;
     producer.begin_transaction()?;
-    for record in records {
-        send(clients, record)?;
+    for (index, record) in records.iter().enumerate() {
+        send(clients, index, record)?;
     }
-    retry(|| producer.send_offsets_to_transaction(offsets, group, timeout))?;
+    retry(|| {
+        let _call = clients.heartbeat.enter("send_offsets_to_transaction");
+        producer.send_offsets_to_transaction(offsets, group, timeout)
+    })?;
     wait_for_deliveries(clients, timeout);
     if let Some(delay) = delay_before_commit {
         sleep(delay);
     }
-    retry(|| producer.commit_transaction(timeout))
+    retry(|| {
+        let _call = clients.heartbeat.enter("commit_transaction");
+        producer.commit_transaction(timeout)
+    })
 }
 
 /// At-least-once: produce, wait for every delivery, then commit the offsets. A failed delivery
@@ -110,18 +126,21 @@ fn write_then_commit(
 ) -> TxnOutcome {
     let started = Instant::now();
     let failed_before = clients.producer.context().failed_deliveries();
-    for record in records {
-        if let Err(e) = send(clients, record) {
+    let aborted = |clients: &Clients| {
+        metrics::transaction("aborted", started.elapsed());
+        TxnOutcome::Aborted { refused: clients.producer.context().take_refusals() }
+    };
+    for (index, record) in records.iter().enumerate() {
+        if let Err(e) = send(clients, index, record) {
             tracing::warn!(error = %e, "producing a result failed; the batch will be redone");
-            metrics::transaction("aborted", started.elapsed());
-            return TxnOutcome::Aborted;
+            wait_for_deliveries(clients, timeout);
+            return aborted(clients);
         }
     }
     wait_for_deliveries(clients, timeout);
     if clients.producer.in_flight_count() > 0 || clients.producer.context().failed_deliveries() != failed_before {
         tracing::warn!("some results were not delivered; the batch will be redone");
-        metrics::transaction("aborted", started.elapsed());
-        return TxnOutcome::Aborted;
+        return aborted(clients);
     }
     if let Err(e) = clients.consumer.commit(offsets, CommitMode::Sync) {
         // The results are written; the partition's next owner redoes the batch (a duplicate,
@@ -143,13 +162,14 @@ fn wait_for_deliveries(clients: &Clients, timeout: Duration) {
     }
 }
 
-/// Produces one record, waiting for queue space when librdkafka's queue is full.
-fn send(clients: &Clients, record: &Produced) -> Result<(), KafkaError> {
+/// Produces one record (its index in the batch rides along as the delivery opaque), waiting for
+/// queue space when librdkafka's queue is full.
+fn send(clients: &Clients, index: usize, record: &Produced) -> Result<(), KafkaError> {
     let mut headers = OwnedHeaders::new_with_capacity(record.headers.len());
     for (key, value) in &record.headers {
         headers = headers.insert(Header { key, value: Some(value.as_str()) });
     }
-    let mut base: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(&record.topic).headers(headers);
+    let mut base: BaseRecord<'_, [u8], [u8], usize> = BaseRecord::with_opaque_to(&record.topic, index).headers(headers);
     if let Some(key) = &record.key {
         base = base.key(key.as_slice());
     }
@@ -163,7 +183,12 @@ fn send(clients: &Clients, record: &Produced) -> Result<(), KafkaError> {
                 clients.producer.poll(Duration::from_millis(50));
                 base = returned;
             }
-            Err((e, _)) => return Err(e),
+            Err((e, _)) => {
+                if let Some(code) = e.rdkafka_error_code().filter(|&c| refuses_the_record(c)) {
+                    clients.producer.context().refuse(index, code);
+                }
+                return Err(e);
+            }
         }
     }
 }

@@ -86,16 +86,29 @@ impl Fixture {
     /// Creates `<prefix>.requests.<model>`, `<prefix>.results.<model>` and `<prefix>.dlq`, and
     /// writes a config file serving only `model`, with `extra` TOML appended.
     pub fn for_model(name: &str, model: &str, partitions: i32, extra: &str) -> Fixture {
-        Fixture::create(name, model, partitions, extra, &brokers(), "")
+        Fixture::create(name, model, partitions, extra, &brokers(), "", 1)
     }
 
     /// A sentiment fixture on another broker (e.g. one a test starts, stops and pauses), with
     /// more `[kafka]` keys (e.g. a short `transaction_timeout`).
     pub fn on_broker(name: &str, brokers: &str, partitions: i32, kafka_extra: &str, extra: &str) -> Fixture {
-        Fixture::create(name, "sentiment", partitions, extra, brokers, kafka_extra)
+        Fixture::create(name, "sentiment", partitions, extra, brokers, kafka_extra, 1)
     }
 
-    fn create(name: &str, model: &str, partitions: i32, extra: &str, brokers: &str, kafka_extra: &str) -> Fixture {
+    /// A sentiment fixture on a replicated cluster: topics at `replication`.
+    pub fn on_cluster(name: &str, brokers: &str, partitions: i32, replication: i32, kafka_extra: &str) -> Fixture {
+        Fixture::create(name, "sentiment", partitions, "", brokers, kafka_extra, replication)
+    }
+
+    fn create(
+        name: &str,
+        model: &str,
+        partitions: i32,
+        extra: &str,
+        brokers: &str,
+        kafka_extra: &str,
+        replication: i32,
+    ) -> Fixture {
         let nonce = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_micros();
         let prefix = format!("t{nonce}-{name}");
         let admin: AdminClient<DefaultClientContext> =
@@ -105,7 +118,9 @@ impl Fixture {
         let new_topics: Vec<NewTopic<'_>> = names
             .iter()
             .zip([partitions, partitions, 1])
-            .map(|(n, p)| NewTopic::new(n, p, TopicReplication::Fixed(1)).set("max.message.bytes", "12582912"))
+            .map(|(n, p)| {
+                NewTopic::new(n, p, TopicReplication::Fixed(replication)).set("max.message.bytes", "12582912")
+            })
             .collect();
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         for result in runtime.block_on(admin.create_topics(&new_topics, &AdminOptions::new())).expect("create topics") {
@@ -132,6 +147,17 @@ impl Fixture {
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         for result in runtime.block_on(admin.create_topics(&[topic], &AdminOptions::new())).expect("create topic") {
             result.expect("topic created");
+        }
+    }
+
+    /// Sets one config of a topic of this test (e.g. a result topic's `max.message.bytes`).
+    pub fn set_topic_config(&self, topic: &str, key: &str, value: &str) {
+        let admin: AdminClient<DefaultClientContext> =
+            ClientConfig::new().set("bootstrap.servers", &self.brokers).create().expect("admin client");
+        let change = rdkafka::admin::AlterConfig::new(rdkafka::admin::ResourceSpecifier::Topic(topic)).set(key, value);
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        for result in runtime.block_on(admin.alter_configs(&[change], &AdminOptions::new())).expect("alter configs") {
+            result.expect("topic config altered");
         }
     }
 

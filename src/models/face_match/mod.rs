@@ -2,7 +2,10 @@
 //!
 //! Per image: MTCNN finds faces and five landmarks; the largest face is aligned to the standard
 //! 112×112 five-point template with a similarity transform; MobileFaceNet embeds it; the
-//! embeddings are L2-normalised and compared by cosine. The faces of a batch go through the
+//! embeddings are L2-normalised and compared by cosine. A photo larger than `detector_max_side`
+//! is scaled down for detection only; the face is aligned from a crop of the full-resolution
+//! pixels, so a large photo costs the detector no more than a small one and no full-size float
+//! copy is made. The faces of a batch go through the
 //! embedder `embed_batch` at a time. An image without a face is an answer (`match: false` with a reason),
 //! not an error.
 mod mtcnn;
@@ -53,9 +56,9 @@ impl FaceMatcher {
     /// Builds the four sessions and checks their tensor names.
     pub fn load(manifest: &Manifest, spec: &FaceMatchSpec, model_dir: &Path) -> Result<Self> {
         let detector = Mtcnn {
-            pnet: super::new_session(&model_dir.join(&spec.pnet))?,
-            rnet: super::new_session(&model_dir.join(&spec.rnet))?,
-            onet: super::new_session(&model_dir.join(&spec.onet))?,
+            pnet: super::new_image_session(&model_dir.join(&spec.pnet))?,
+            rnet: super::new_image_session(&model_dir.join(&spec.rnet))?,
+            onet: super::new_image_session(&model_dir.join(&spec.onet))?,
             settings: DetectorSettings {
                 min_face: spec.min_face,
                 scale_factor: spec.scale_factor,
@@ -64,7 +67,7 @@ impl FaceMatcher {
             model: manifest.name.clone(),
         };
         detector.check()?;
-        let embedder = super::new_session(&model_dir.join(&spec.embedder))?;
+        let embedder = super::new_image_session(&model_dir.join(&spec.embedder))?;
         super::check_signature(&embedder, &manifest.name, &[&spec.embedder_input], &[&spec.embedder_output])?;
         Ok(FaceMatcher {
             name: manifest.name.clone(),
@@ -80,12 +83,9 @@ impl FaceMatcher {
         let mut analyses = Vec::with_capacity(images.len());
         let mut aligned = Vec::new();
         for image in images {
-            let pixels = FloatImage::from_rgb(image);
-            let faces = self.detector.detect(&pixels)?;
-            let largest = faces.iter().max_by(|a, b| a.area().total_cmp(&b.area())).cloned();
-            if let Some(face) = &largest {
-                aligned.push(align(&pixels, face));
-            }
+            let (faces, aligned_face) = self.detect_and_align(image)?;
+            let largest = largest(&faces).cloned();
+            aligned.extend(aligned_face);
             analyses.push(FaceAnalysis { faces: faces.len(), largest, embedding: None });
         }
         let mut embeddings = Vec::with_capacity(aligned.len());
@@ -97,6 +97,31 @@ impl FaceMatcher {
             analysis.embedding = embeddings.next();
         }
         Ok(analyses)
+    }
+
+    /// Every face of `image` (in its own pixels) and the largest one aligned. A photo within
+    /// `detector_max_side` is detected and aligned as it is; a larger one is detected on a
+    /// scaled-down copy and aligned from a full-resolution crop around the face.
+    fn detect_and_align(&mut self, image: &image::RgbImage) -> Result<(Vec<Face>, Option<FloatImage>)> {
+        let longest = image.width().max(image.height());
+        let limit = self.spec.detector_max_side;
+        if longest <= limit {
+            let pixels = FloatImage::from_rgb(image);
+            let faces = self.detector.detect(&pixels)?;
+            let aligned = largest(&faces).map(|face| align(&pixels, face));
+            return Ok((faces, aligned));
+        }
+        let scale = f64::from(limit) / f64::from(longest);
+        let (width, height) = (
+            ((f64::from(image.width()) * scale).round() as u32).max(1),
+            ((f64::from(image.height()) * scale).round() as u32).max(1),
+        );
+        let small = image::imageops::resize(image, width, height, image::imageops::FilterType::Triangle);
+        let (sx, sy) = (f64::from(image.width()) / f64::from(width), f64::from(image.height()) / f64::from(height));
+        let faces: Vec<Face> =
+            self.detector.detect(&FloatImage::from_rgb(&small))?.into_iter().map(|f| f.scaled(sx, sy)).collect();
+        let aligned = largest(&faces).map(|face| align_from_crop(image, face));
+        Ok((faces, aligned))
     }
 
     /// L2-normalised embeddings of aligned 112×112 faces.
@@ -171,6 +196,33 @@ pub fn align(image: &FloatImage, face: &Face) -> FloatImage {
     warp_affine(image, &matrix, 112, 112, Border::Black).quantize()
 }
 
+/// [`align`] from a crop of `image`: the source region the 112×112 template samples (its corners
+/// mapped back through the alignment, plus a pixel for bilinear sampling), so the float copy is
+/// the size of the face, never of the photo.
+fn align_from_crop(image: &image::RgbImage, face: &Face) -> FloatImage {
+    let [[a, b, c], [d, e, f]] = similarity_transform(&face.landmarks, &TEMPLATE_112);
+    let det = a * e - b * d;
+    if det.abs() < 1e-12 {
+        return FloatImage::zeros(112, 112);
+    }
+    let source = |x: f64, y: f64| ((e * (x - c) - b * (y - f)) / det, (a * (y - f) - d * (x - c)) / det);
+    let corners = [source(0.0, 0.0), source(112.0, 0.0), source(0.0, 112.0), source(112.0, 112.0)];
+    let (min_x, max_x) = corners.iter().fold((f64::MAX, f64::MIN), |(lo, hi), p| (lo.min(p.0), hi.max(p.0)));
+    let (min_y, max_y) = corners.iter().fold((f64::MAX, f64::MIN), |(lo, hi), p| (lo.min(p.1), hi.max(p.1)));
+    let clamp = |v: f64, limit: u32| v.clamp(0.0, f64::from(limit)) as u32;
+    let (x0, y0) = (clamp(min_x.floor() - 1.0, image.width()), clamp(min_y.floor() - 1.0, image.height()));
+    let (x1, y1) = (clamp(max_x.ceil() + 2.0, image.width()), clamp(max_y.ceil() + 2.0, image.height()));
+    if x1 <= x0 || y1 <= y0 {
+        return FloatImage::zeros(112, 112);
+    }
+    let crop = image::imageops::crop_imm(image, x0, y0, x1 - x0, y1 - y0).to_image();
+    align(&FloatImage::from_rgb(&crop), &face.shifted(-f64::from(x0), -f64::from(y0)))
+}
+
+fn largest(faces: &[Face]) -> Option<&Face> {
+    faces.iter().max_by(|a, b| a.area().total_cmp(&b.area()))
+}
+
 fn face_json(face: &Face) -> Value {
     let round = |v: f64| (v * 10.0).round() / 10.0;
     json!({
@@ -203,5 +255,31 @@ impl Model for FaceMatcher {
         }
         let analyses = self.analyse(&images)?;
         Ok(analyses.chunks(2).map(|pair| self.result_json(&pair[0], &pair[1])).collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn aligning_from_the_crop_equals_aligning_from_the_whole_image() {
+        let image = image::RgbImage::from_fn(900, 700, |x, y| {
+            image::Rgb([(x * 7 % 251) as u8, (y * 11 % 241) as u8, ((x * y) % 239) as u8])
+        });
+        let face = |dx: f64, dy: f64, scale: f64| Face {
+            x1: dx,
+            y1: dy,
+            x2: dx + 100.0 * scale,
+            y2: dy + 120.0 * scale,
+            score: 1.0,
+            landmarks: [(30.0, 45.0), (72.0, 43.0), (52.0, 68.0), (35.0, 92.0), (68.0, 91.0)]
+                .map(|(x, y)| Point::new(dx + x * scale, dy + y * scale)),
+        };
+        let whole = FloatImage::from_rgb(&image);
+        // Inside the photo, large and small, and overlapping its edges.
+        for f in [face(300.0, 200.0, 1.0), face(120.0, 80.0, 3.3), face(-40.0, 620.0, 1.5), face(830.0, -30.0, 0.7)] {
+            assert_eq!(align_from_crop(&image, &f), align(&whole, &f), "{f:?}");
+        }
     }
 }

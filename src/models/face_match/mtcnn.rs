@@ -28,6 +28,30 @@ impl Face {
     pub fn area(&self) -> f64 {
         (self.x2 - self.x1).max(0.0) * (self.y2 - self.y1).max(0.0)
     }
+
+    /// The face in an image scaled by (`sx`, `sy`) from the one it was found in.
+    pub fn scaled(&self, sx: f64, sy: f64) -> Face {
+        Face {
+            x1: self.x1 * sx,
+            y1: self.y1 * sy,
+            x2: self.x2 * sx,
+            y2: self.y2 * sy,
+            score: self.score,
+            landmarks: self.landmarks.map(|p| Point::new(p.x * sx, p.y * sy)),
+        }
+    }
+
+    /// The face in an image whose origin moved by (`dx`, `dy`).
+    pub fn shifted(&self, dx: f64, dy: f64) -> Face {
+        Face {
+            x1: self.x1 + dx,
+            y1: self.y1 + dy,
+            x2: self.x2 + dx,
+            y2: self.y2 + dy,
+            score: self.score,
+            landmarks: self.landmarks.map(|p| Point::new(p.x + dx, p.y + dy)),
+        }
+    }
 }
 
 /// Detector settings (from the manifest).

@@ -25,7 +25,9 @@ use super::ModelKind;
 use super::{LimitType, Manifest, Model, OcrSpec};
 use crate::codec::{Input, InputKind};
 use crate::error::{Error, Result};
-use crate::vision::{perspective_transform, resize_linear, warp_perspective, Border, FloatImage, Point};
+use crate::vision::{
+    perspective_transform, resize_linear, resize_linear_rgb, warp_perspective, Border, FloatImage, Point,
+};
 
 /// Narrowest recogniser input (PP-OCR's 320 × 48).
 const MIN_LINE_WIDTH: usize = 320;
@@ -78,12 +80,12 @@ impl OcrPipeline {
     /// Builds the sessions and reads the dictionary from the recogniser's metadata.
     pub fn load(manifest: &Manifest, spec: &OcrSpec, model_dir: &Path) -> Result<Self> {
         let model_error = |reason: String| Error::Model { model: manifest.name.clone(), reason };
-        let detector = super::new_session(&model_dir.join(&spec.detector))?;
+        let detector = super::new_image_session(&model_dir.join(&spec.detector))?;
         super::check_signature(&detector, &manifest.name, &["x"], &[])?;
-        let recognizer = super::new_session(&model_dir.join(&spec.recognizer))?;
+        let recognizer = super::new_image_session(&model_dir.join(&spec.recognizer))?;
         super::check_signature(&recognizer, &manifest.name, &["x"], &[])?;
         let classifier = match &spec.classifier {
-            Some(path) => Some(super::new_session(&model_dir.join(path))?),
+            Some(path) => Some(super::new_image_session(&model_dir.join(path))?),
             None => None,
         };
         let dictionary = recognizer.metadata().ok().and_then(|m| m.custom("character")).ok_or_else(|| {
@@ -234,18 +236,20 @@ impl OcrPipeline {
 /// Bounds the size (linear resize to multiples of 32) and pads very wide or short images.
 fn prepare(spec: &OcrSpec, image: &image::RgbImage) -> Prepared {
     let (w, h) = (image.width() as usize, image.height() as usize);
-    // BGR, as the PaddleOCR models expect.
-    let mut pixels = FloatImage::from_rgb(image);
-    for px in pixels.data.chunks_exact_mut(3) {
-        px.swap(0, 2);
-    }
     let (mut ratio_w, mut ratio_h) = (1.0, 1.0);
     let max_side = spec.max_side_len as f64;
-    if w.max(h) as f64 > max_side {
+    // A large photo is resized from its 8-bit pixels: no float copy of the whole photo.
+    let mut pixels = if w.max(h) as f64 > max_side {
         let ratio = max_side / w.max(h) as f64;
         let (rw, rh) = (round32(w as f64 * ratio), round32(h as f64 * ratio));
-        pixels = resize_linear(&pixels, rw, rh).quantize();
         (ratio_w, ratio_h) = (w as f64 / rw as f64, h as f64 / rh as f64);
+        resize_linear_rgb(image, rw, rh).quantize()
+    } else {
+        FloatImage::from_rgb(image)
+    };
+    // BGR, as the PaddleOCR models expect (a per-channel resize commutes with the swap).
+    for px in pixels.data.chunks_exact_mut(3) {
+        px.swap(0, 2);
     }
     let (cw, ch) = (pixels.width, pixels.height);
     let min_side = spec.min_side_len as f64;
