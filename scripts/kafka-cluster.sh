@@ -66,7 +66,12 @@ wait_serving() {
 
 start() {
   [ -f "$KAFKA_LIBS/.complete" ] || die "Kafka's jars are missing: run scripts/setup-kafka.sh first"
-  for n in 1 2 3; do port_open "$(client_port "$n")" && die "port $(client_port "$n") is taken; pass another BASE_PORT"; done
+  for n in 1 2 3; do
+    for port in "$(client_port "$n")" "$(controller_port "$n")"; do
+      for _ in $(seq 1 50); do port_open "$port" || break; sleep 0.2; done
+      port_open "$port" && die "port $port is taken; pass another BASE_PORT"
+    done
+  done
   rm -rf "$root"; mkdir -p "$root"
   printf 'log4j.rootLogger=WARN, stdout\nlog4j.appender.stdout=org.apache.log4j.ConsoleAppender\nlog4j.appender.stdout.layout=org.apache.log4j.PatternLayout\nlog4j.appender.stdout.layout.ConversionPattern=[%%d] %%p %%m (%%c)%%n\nlog4j.logger.kafka.server.BrokerServer=INFO\n' > "$root/log4j.properties"
   local cluster_id="-"
@@ -85,9 +90,14 @@ start() {
 }
 
 stop() {
+  local pids=() pid
   for n in 1 2 3; do
-    local pid; pid="$(pid_of "$n")"
-    if [ -n "$pid" ]; then kill -CONT "$pid" 2>/dev/null || true; kill -KILL "$pid" 2>/dev/null || true; fi
+    pid="$(pid_of "$n")"
+    if [ -n "$pid" ]; then kill -CONT "$pid" 2>/dev/null || true; kill -KILL "$pid" 2>/dev/null || true; pids+=("$pid"); fi
+  done
+  # Wait until they are gone, so that the ports are free for the next start.
+  for pid in "${pids[@]}"; do
+    for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
   done
   rm -rf "$root"
   log "Kafka cluster on $base stopped"

@@ -221,12 +221,37 @@ fn a_model_slower_than_the_poll_interval_recovers_and_loses_and_duplicates_nothi
 #[ignore = "needs Kafka and the models: run scripts/test.sh"]
 fn repeated_sigkills_and_restarts_lose_and_duplicate_nothing() {
     // SIGKILL lands inside open transactions (each held 200 ms before its commit); each restart
-    // fences what the killed process left and redoes it.
+    // fences what the killed process left and redoes it. Two workers, text and OCR requests, and
+    // bad requests mixed in: results and dead letters must each appear exactly once.
     let kills = if common::long_form() { 10 } else { 3 };
     let fx = Fixture::new("kills", 2, "[batch]\nmax_batch = 8\n[faults]\ndelay_before_commit = \"200ms\"\n");
+    let (ocr_requests, ocr_results) = (format!("{}.requests.ocr", fx.prefix), format!("{}.results.ocr", fx.prefix));
+    fx.create_topic(&ocr_requests, 2);
+    fx.create_topic(&ocr_results, 2);
+    let config = std::fs::read_to_string(&fx.config_path)
+        .unwrap()
+        .replace("workers = 1", "workers = 2")
+        .replace("models = [\"sentiment\"]", "models = [\"sentiment\", \"ocr\"]");
+    std::fs::write(&fx.config_path, config).unwrap();
     let reqs = requests(400 + 100 * kills);
-    fx.produce_texts(&reqs);
+    let bad: Vec<(Option<String>, Option<Vec<u8>>)> =
+        (0..reqs.len() / 50).map(|i| (Some(format!("bad{i}")), Some(format!("not json {i}").into_bytes()))).collect();
+    let mut records: Vec<(Option<String>, Option<Vec<u8>>)> = Vec::new();
+    for (i, (id, text)) in reqs.iter().enumerate() {
+        records.push((Some(id.clone()), Some(serde_json::json!({"id": id, "text": text}).to_string().into_bytes())));
+        if i % 50 == 25 {
+            records.push(bad[i / 50].clone());
+        }
+    }
+    fx.produce(&records);
+    let page =
+        std::fs::read(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/ocr/sans-28.png")).unwrap();
+    let pages: Vec<(String, String)> = (0..40).map(|i| (format!("page{i}"), String::new())).collect();
+    produce_raw_images(&fx.brokers, &ocr_requests, &pages, &page);
+
     let mut committed = Reader::new(&fx.results(), true);
+    let mut ocr = Reader::new(&ocr_results, true);
+    let mut dlq = Reader::new(&fx.dlq(), true);
     let mut server = fx.spawn("k");
     let mut recoveries = Vec::new();
     for kill in 0..kills {
@@ -245,14 +270,43 @@ fn repeated_sigkills_and_restarts_lose_and_duplicate_nothing() {
         recoveries.push(restarted.elapsed().as_secs_f64());
     }
     committed.read_until(reqs.len(), Duration::from_secs(300));
+    ocr.read_until(pages.len(), Duration::from_secs(120));
+    dlq.read_until(bad.len(), Duration::from_secs(60));
+    // Keep reading: a late duplicate must show.
     committed.poll_for(Duration::from_secs(3));
+    ocr.poll_for(Duration::from_secs(1));
+    dlq.poll_for(Duration::from_secs(1));
     let status = terminate(&mut server, Duration::from_secs(40));
     let worst = recoveries.iter().copied().fold(0.0, f64::max);
-    let extra = serde_json::json!({"recovery_s": worst, "kills": kills});
-    common::report_scenario(&format!("SIGKILL + restart ×{kills}"), &committed, &reqs, extra);
+    let extra = serde_json::json!({"recovery_s": worst, "kills": kills, "workers": 2, "ocr": ocr.records.len(), "dead_letters": dlq.records.len()});
+    common::report_scenario(&format!("SIGKILL + restart ×{kills} (text + OCR + bad input)"), &committed, &reqs, extra);
     assert_exactly_once(&committed, &reqs);
+    assert_exactly_once(&ocr, &pages);
+    let mut dead: Vec<String> = dlq.records.iter().map(|r| r.key.clone().unwrap_or_default()).collect();
+    dead.sort();
+    let mut wanted: Vec<String> = bad.iter().map(|(k, _)| k.clone().unwrap_or_default()).collect();
+    wanted.sort();
+    assert_eq!(dead, wanted, "each bad request dead-lettered exactly once");
     assert!(status.is_some_and(|s| s.success()), "exit on SIGTERM: {status:?}");
     eprintln!("{kills} kills: first result after each restart within {recoveries:.1?} s");
+}
+
+/// Produces `image` as raw records (content-type and id headers) to `topic`, one per id.
+fn produce_raw_images(brokers: &str, topic: &str, ids: &[(String, String)], image: &[u8]) {
+    use rdkafka::message::{Header, OwnedHeaders};
+    use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+    let producer: BaseProducer = rdkafka::ClientConfig::new().set("bootstrap.servers", brokers).create().unwrap();
+    for (id, _) in ids {
+        let headers = OwnedHeaders::new()
+            .insert(Header { key: "content-type", value: Some("image/png") })
+            .insert(Header { key: "id", value: Some(id.as_str()) });
+        let mut record = BaseRecord::to(topic).key(id.as_str()).payload(image).headers(headers);
+        while let Err((_, returned)) = producer.send(record) {
+            producer.poll(Duration::from_millis(10));
+            record = returned;
+        }
+    }
+    producer.flush(Duration::from_secs(30)).expect("flush images");
 }
 
 #[test]

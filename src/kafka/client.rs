@@ -49,7 +49,7 @@ fn base_config(kafka: &KafkaConfig, client_id: &str) -> Result<ClientConfig> {
 }
 
 /// A worker's consumer: manual offsets (they commit inside the producer's transaction),
-/// `read_committed`, statistics every 5 s for the lag gauge.
+/// `read_committed`, cooperative-sticky assignment, statistics every 5 s for the lag gauge.
 pub fn consumer_config(kafka: &KafkaConfig, group_id: &str, client_id: &str) -> Result<ClientConfig> {
     let mut config = base_config(kafka, client_id)?;
     config
@@ -61,6 +61,12 @@ pub fn consumer_config(kafka: &KafkaConfig, group_id: &str, client_id: &str) -> 
         .set("session.timeout.ms", kafka.session_timeout.as_millis().to_string())
         .set("heartbeat.interval.ms", (kafka.session_timeout.as_millis() / 3).max(100).to_string())
         .set("max.poll.interval.ms", kafka.max_poll_interval.as_millis().to_string())
+        // Cooperative and balanced across topics: librdkafka's default (eager `range`) gives each
+        // topic's partitions to the lowest member ids, so with 3 topics × 4 partitions and 6
+        // members two sit idle, and every rebalance stops the whole group.
+        .set("partition.assignment.strategy", "cooperative-sticky")
+        // Partitions added while running are picked up within seconds, not librdkafka's 5 min.
+        .set("topic.metadata.refresh.interval.ms", "10000")
         .set("statistics.interval.ms", "5000");
     Ok(config)
 }

@@ -12,4 +12,4 @@ pub use client::{
     plain_producer_config, read_committed_consumer_config, transactional_producer_config, MAX_RECORD_BYTES,
 };
 pub use context::{refuses_the_record, Refusal, WorkerConsumerContext, WorkerProducerContext};
-pub use txn_error::{classify, is_fenced, TxnStep};
+pub use txn_error::{classify, fatal_is_fence, is_fenced, TxnStep};

@@ -18,10 +18,21 @@ pub enum TxnStep {
 /// after it (a second process with the same instance), or its transaction outlived the
 /// transaction timeout and the coordinator bumped the epoch.
 pub fn is_fenced(error: &KafkaError) -> bool {
-    matches!(
-        error.rdkafka_error_code(),
-        Some(RDKafkaErrorCode::Fenced | RDKafkaErrorCode::ProducerFenced | RDKafkaErrorCode::InvalidProducerEpoch)
-    )
+    error.rdkafka_error_code().is_some_and(is_fencing_code)
+}
+
+/// True for the codes that mean "fenced". `send()` on a producer in a fatal state reports only
+/// the generic `Fatal` code: pass the producer's recorded fatal error (`client().fatal_error()`)
+/// to [`fatal_is_fence`] to learn whether it was a fence.
+fn is_fencing_code(code: RDKafkaErrorCode) -> bool {
+    matches!(code, RDKafkaErrorCode::Fenced | RDKafkaErrorCode::ProducerFenced | RDKafkaErrorCode::InvalidProducerEpoch)
+}
+
+/// Whether a failed call was a fence, also when it only says `Fatal` (as `send()` does) and the
+/// cause is the producer's recorded fatal error.
+pub fn fatal_is_fence(error: &KafkaError, recorded: Option<RDKafkaErrorCode>) -> bool {
+    is_fenced(error)
+        || (error.rdkafka_error_code() == Some(RDKafkaErrorCode::Fatal) && recorded.is_some_and(is_fencing_code))
 }
 
 /// Classifies an error from a transactional call or from `send`.
@@ -32,5 +43,22 @@ pub fn classify(error: &KafkaError) -> TxnStep {
         KafkaError::Transaction(e) if e.is_retriable() => TxnStep::Retry,
         _ if is_fenced(error) => TxnStep::Fatal,
         _ => TxnStep::Abort,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_fatal_send_is_a_fence_when_the_recorded_fatal_error_is_one() {
+        let send_error = KafkaError::MessageProduction(RDKafkaErrorCode::Fatal);
+        assert!(!is_fenced(&send_error), "the generic code alone does not say");
+        assert!(fatal_is_fence(&send_error, Some(RDKafkaErrorCode::ProducerFenced)));
+        assert!(!fatal_is_fence(&send_error, Some(RDKafkaErrorCode::OutOfOrderSequenceNumber)));
+        assert!(!fatal_is_fence(&send_error, None));
+        let fenced = KafkaError::MessageProduction(RDKafkaErrorCode::InvalidProducerEpoch);
+        assert!(fatal_is_fence(&fenced, None));
+        assert_eq!(classify(&send_error), TxnStep::Abort, "Fatal from send() alone is classified by the caller");
     }
 }

@@ -23,7 +23,7 @@ use super::clients::Clients;
 use super::process::Produced;
 use crate::config::Delivery;
 use crate::error::{Error, Result};
-use crate::kafka::{classify, is_fenced, refuses_the_record, Refusal, TxnStep};
+use crate::kafka::{classify, fatal_is_fence, refuses_the_record, Refusal, TxnStep};
 use crate::metrics;
 
 /// Attempts of a retriable call before the transaction is aborted instead.
@@ -64,9 +64,12 @@ pub fn commit_batch(
             metrics::transaction("committed", started.elapsed());
             Ok(TxnOutcome::Committed)
         }
-        Err(e) if classify(&e) == TxnStep::Fatal => {
+        // A producer in a fatal state fails `send()` with the generic `Fatal` code only: its
+        // recorded fatal error says whether it was fenced (and a twin may be running).
+        Err(e) if classify(&e) == TxnStep::Fatal || clients.producer.client().fatal_error().is_some() => {
             metrics::transaction("fatal", started.elapsed());
-            if is_fenced(&e) {
+            let recorded = clients.producer.client().fatal_error().map(|(code, _)| code);
+            if fatal_is_fence(&e, recorded) {
                 tracing::warn!(error = %e, "the transactional producer was fenced");
                 return Err(Error::Fenced { transactional_id: clients.transactional_id.clone() });
             }
