@@ -399,8 +399,9 @@ fn dashboard_and_alerts_read_metrics_tidal_exports() {
     assert_eq!(status, 200);
     names.extend(exported(&scrape(metrics_port)));
 
-    // Counted only when they happen (a client rebuild after an error): declared in src/metrics.rs.
-    let event_only = ["tidal_worker_restarts_total"];
+    // Counted only when they happen (a client rebuild after an error, a panic caught): declared in
+    // src/metrics.rs.
+    let event_only = ["tidal_worker_restarts_total", "tidal_panics_caught_total"];
     let metrics_rs = std::fs::read_to_string(repo("src/metrics.rs")).unwrap();
     let mut used: HashMap<String, Vec<String>> = HashMap::new();
     for (title, expr) in dashboard_queries() {
