@@ -247,7 +247,8 @@ fn repeated_sigkills_and_restarts_lose_and_duplicate_nothing() {
     let page =
         std::fs::read(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/ocr/sans-28.png")).unwrap();
     let pages: Vec<(String, String)> = (0..40).map(|i| (format!("page{i}"), String::new())).collect();
-    produce_raw_images(&fx.brokers, &ocr_requests, &pages, &page);
+    let images: Vec<(String, &[u8])> = pages.iter().map(|(id, _)| (id.clone(), page.as_slice())).collect();
+    common::produce_raw_images(&fx.brokers, &ocr_requests, "image/png", &images);
 
     let mut committed = Reader::new(&fx.results(), true);
     let mut ocr = Reader::new(&ocr_results, true);
@@ -289,24 +290,6 @@ fn repeated_sigkills_and_restarts_lose_and_duplicate_nothing() {
     assert_eq!(dead, wanted, "each bad request dead-lettered exactly once");
     assert!(status.is_some_and(|s| s.success()), "exit on SIGTERM: {status:?}");
     eprintln!("{kills} kills: first result after each restart within {recoveries:.1?} s");
-}
-
-/// Produces `image` as raw records (content-type and id headers) to `topic`, one per id.
-fn produce_raw_images(brokers: &str, topic: &str, ids: &[(String, String)], image: &[u8]) {
-    use rdkafka::message::{Header, OwnedHeaders};
-    use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
-    let producer: BaseProducer = rdkafka::ClientConfig::new().set("bootstrap.servers", brokers).create().unwrap();
-    for (id, _) in ids {
-        let headers = OwnedHeaders::new()
-            .insert(Header { key: "content-type", value: Some("image/png") })
-            .insert(Header { key: "id", value: Some(id.as_str()) });
-        let mut record = BaseRecord::to(topic).key(id.as_str()).payload(image).headers(headers);
-        while let Err((_, returned)) = producer.send(record) {
-            producer.poll(Duration::from_millis(10));
-            record = returned;
-        }
-    }
-    producer.flush(Duration::from_secs(30)).expect("flush images");
 }
 
 #[test]

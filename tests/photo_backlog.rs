@@ -100,7 +100,9 @@ fn a_backlog_of_large_photos_keeps_memory_bounded_and_is_answered_exactly_once()
     }
     fx.produce(&face_records);
     drop(face_records);
-    produce_raw_pages(&fx.brokers, &ocr_requests, &pages);
+    let images: Vec<(String, &[u8])> =
+        (0..PAGES).map(|i| (format!("page{i}"), pages[i % pages.len()].as_slice())).collect();
+    common::produce_raw_images(&fx.brokers, &ocr_requests, "image/jpeg", &images);
 
     let mut server = fx.spawn("a");
     let pid = server.id();
@@ -162,30 +164,6 @@ fn a_backlog_of_large_photos_keeps_memory_bounded_and_is_answered_exactly_once()
         assert!(text.contains("Invoice 2024-07-15"), "{text}");
     }
     assert!(peak <= bound, "{line}");
-}
-
-/// Raw JPEG pages (the id in a header), `PAGES` of them cycling through `pages`.
-fn produce_raw_pages(brokers: &str, topic: &str, pages: &[Vec<u8>]) {
-    use rdkafka::message::{Header, OwnedHeaders};
-    use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
-    let producer: BaseProducer = rdkafka::ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("message.max.bytes", "16777216")
-        .create()
-        .unwrap();
-    for i in 0..PAGES {
-        let id = format!("page{i}");
-        let headers = OwnedHeaders::new()
-            .insert(Header { key: "content-type", value: Some("image/jpeg") })
-            .insert(Header { key: "id", value: Some(id.as_str()) });
-        let mut record =
-            BaseRecord::to(topic).key(id.as_str()).payload(pages[i % pages.len()].as_slice()).headers(headers);
-        while let Err((_, returned)) = producer.send(record) {
-            producer.poll(Duration::from_millis(10));
-            record = returned;
-        }
-    }
-    producer.flush(Duration::from_secs(60)).expect("flush pages");
 }
 
 /// RSS of a processor with the same models and workers once it has loaded them and joined a

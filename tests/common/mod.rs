@@ -251,6 +251,25 @@ impl Fixture {
     }
 }
 
+/// Produces raw image records (`content-type` and `id` headers, the id as key) to `topic`, as
+/// clients that skip base64 send them, and waits for delivery.
+pub fn produce_raw_images(brokers: &str, topic: &str, content_type: &str, images: &[(String, &[u8])]) {
+    let producer: BaseProducer =
+        ClientConfig::new().set("bootstrap.servers", brokers).set("message.max.bytes", "16777216").create().unwrap();
+    for (id, bytes) in images {
+        let headers = rdkafka::message::OwnedHeaders::new()
+            .insert(rdkafka::message::Header { key: "content-type", value: Some(content_type) })
+            .insert(rdkafka::message::Header { key: "id", value: Some(id.as_str()) });
+        let mut record: BaseRecord<'_, str, [u8]> =
+            BaseRecord::to(topic).key(id.as_str()).payload(*bytes).headers(headers);
+        while let Err((_, returned)) = producer.send(record) {
+            producer.poll(Duration::from_millis(10));
+            record = returned;
+        }
+    }
+    producer.flush(Duration::from_secs(60)).expect("flush images");
+}
+
 /// A consumer that accumulates everything it reads from one topic.
 pub struct Reader {
     consumer: BaseConsumer,
