@@ -20,7 +20,7 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/*
 ENV TIDAL_HOME=/opt/tidal TIDAL_MODEL_DIR=/opt/tidal/models
 WORKDIR /src
-COPY scripts/common.sh scripts/setup-onnxruntime.sh scripts/setup-models.sh scripts/
+COPY scripts/common.sh scripts/versions.env scripts/setup-onnxruntime.sh scripts/setup-models.sh scripts/
 COPY scripts/build_sentiment_model.py scripts/build_face_models.py scripts/
 RUN bash scripts/setup-onnxruntime.sh && bash scripts/setup-models.sh \
  && rm -rf /opt/tidal/venv /opt/tidal/testdata /opt/tidal/packages /root/.cache /root/.npm
@@ -36,6 +36,7 @@ COPY benches/ benches/
 COPY tests/ tests/
 COPY models/ models/
 COPY topics/ topics/
+COPY scripts/versions.env scripts/
 RUN cargo build --release --locked --bin tidal \
  && cp target/release/tidal /usr/local/bin/tidal
 
@@ -45,7 +46,7 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --system --uid 10001 --home-dir /var/lib/tidal --create-home tidal
 COPY --from=build /usr/local/bin/tidal /usr/local/bin/tidal
-COPY --from=models /opt/tidal/onnxruntime-1.31.1/libonnxruntime.so /opt/tidal/lib/libonnxruntime.so
+COPY --from=models /opt/tidal/onnxruntime-*/libonnxruntime.so /opt/tidal/lib/libonnxruntime.so
 COPY --from=models /opt/tidal/models /opt/tidal/models
 COPY topics/ /etc/tidal/topics/
 COPY models/ /etc/tidal/models/

@@ -1,9 +1,9 @@
 # Shared settings for tidal's scripts. Sourced, not run.
 # Everything installed goes under TIDAL_HOME (outside the repository) and is reused when present.
 set -euo pipefail
-TIDAL_HOME="${TIDAL_HOME:-$HOME/.cache/tidal}"
-KAFKA_VERSION="${KAFKA_VERSION:-4.1.1}"
-ORT_VERSION="${ORT_VERSION:-1.31.1}"
+# Versions and the default install folder: one file, compiled into tidal too.
+source "$(dirname "${BASH_SOURCE[0]}")/versions.env"
+TIDAL_HOME="${TIDAL_HOME:-$HOME/$TIDAL_HOME_DEFAULT}"
 KAFKA_LIBS="$TIDAL_HOME/kafka-$KAFKA_VERSION/libs"
 ORT_DYLIB="$TIDAL_HOME/onnxruntime-$ORT_VERSION/libonnxruntime.so"
 TIDAL_VENV="$TIDAL_HOME/venv"

@@ -20,8 +20,8 @@ mkdir -p "$(dirname "$report")"; rm -f "$report"
 cd "$REPO_ROOT"
 status=0
 NO_COLOR=1 TIDAL_TEST_BROKERS="$LOCAL_KAFKA" TIDAL_FAULTS_LONG=1 TIDAL_SOAK="$soak" TIDAL_FAULT_REPORT="$report" \
-  cargo test --release --locked --no-fail-fast --test faults --test cluster --test photo_backlog -- \
-  --include-ignored --test-threads 1 --nocapture \
+  cargo test --release --locked --features broker-tests --no-fail-fast --test faults --test cluster \
+  --test photo_backlog -- --test-threads 1 --nocapture \
   2> >(grep -v ' INFO ' >&2) || status=$?
 python3 - "$report" <<'PY'
 import json, sys

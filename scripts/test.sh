@@ -10,6 +10,7 @@ export TIDAL_TEST_BROKERS="$LOCAL_KAFKA"
 export TIDAL_BENCH_PYTHON="$TIDAL_VENV/bin/python"
 export TIDAL_HADOLINT="$TIDAL_VENV/bin/hadolint" TIDAL_DEPLOY_CHECK="$TIDAL_HOME/bin/deploy-check"
 cd "$REPO_ROOT"
-# --include-ignored: the broker- and model-backed tests are #[ignore]d for a bare `cargo test`.
+# --features broker-tests: the tests that need the broker, the models and the check tools are
+# compiled only with it, so that a bare `cargo test` runs the unit and property tests alone.
 # One test at a time: end-to-end tests start processors that each want a core.
-cargo test --release --locked -- --include-ignored --test-threads 1
+cargo test --release --locked --features broker-tests -- --test-threads 1

@@ -130,7 +130,7 @@ impl std::fmt::Debug for KafkaConfig {
             .field("session_timeout", &self.session_timeout)
             .field("max_poll_interval", &self.max_poll_interval)
             .field("call_timeout", &self.call_timeout)
-            .field("librdkafka_options", &crate::security::redacted(&self.librdkafka_options))
+            .field("librdkafka_options", &crate::secret::redacted(&self.librdkafka_options))
             .field("security", &self.security)
             .finish()
     }
@@ -188,13 +188,6 @@ pub struct Limits {
     /// `result_too_large`. Keep it a little below the result topics' `max.message.bytes`
     /// (1 MiB as declared in `topics/`), which also counts the record's key and headers.
     pub max_result_bytes: usize,
-}
-
-impl Limits {
-    /// The image part of the limits.
-    pub fn image(&self) -> crate::vision::ImageLimits {
-        crate::vision::ImageLimits { max_side: self.max_image_side, max_pixels: self.max_image_pixels }
-    }
 }
 
 /// Prometheus endpoint.
@@ -316,16 +309,66 @@ pub fn read_toml_files(dir: &Path) -> Result<Vec<(PathBuf, String)>> {
         .collect()
 }
 
-/// Where tidal's set-up installs things: `$TIDAL_HOME`, else `~/.cache/tidal`.
-pub fn tidal_home() -> PathBuf {
-    if let Some(home) = std::env::var_os("TIDAL_HOME") {
-        return PathBuf::from(home);
-    }
-    let user_home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."));
-    user_home.join(".cache").join("tidal")
+pub use crate::install::tidal_home;
+
+/// What the command line (flags or their `TIDAL_*` variables) sets over the file; `None` keeps
+/// the file's value.
+#[derive(Debug, Clone, Default)]
+pub struct ServeOverrides {
+    pub brokers: Option<String>,
+    pub workers: Option<usize>,
+    pub instance: Option<String>,
+    pub app: Option<String>,
+    pub models: Option<Vec<String>>,
+    pub model_dir: Option<PathBuf>,
+    pub manifest_dir: Option<PathBuf>,
+    pub metrics_listen: Option<String>,
+    pub max_batch: Option<usize>,
+    /// `Some(false)` turns pinning off.
+    pub pin_workers: Option<bool>,
+    pub delivery: Option<Delivery>,
 }
 
 impl ServeConfig {
+    /// The configuration of `path`, or the defaults without one.
+    pub fn load(path: Option<&Path>) -> Result<Self> {
+        path.map_or_else(|| Ok(ServeConfig::default()), ServeConfig::from_file)
+    }
+
+    /// The last layer: command-line values win over the file's.
+    pub fn with_overrides(mut self, overrides: ServeOverrides) -> Self {
+        let ServeOverrides {
+            brokers,
+            workers,
+            instance,
+            app,
+            models,
+            model_dir,
+            manifest_dir,
+            metrics_listen,
+            max_batch,
+            pin_workers,
+            delivery,
+        } = overrides;
+        fn set<T>(target: &mut T, value: Option<T>) {
+            if let Some(value) = value {
+                *target = value;
+            }
+        }
+        set(&mut self.kafka.brokers, brokers);
+        set(&mut self.workers, workers);
+        self.instance = instance.or(self.instance);
+        set(&mut self.app, app);
+        set(&mut self.models, models);
+        self.model_dir = model_dir.or(self.model_dir);
+        self.manifest_dir = manifest_dir.or(self.manifest_dir);
+        set(&mut self.metrics.listen, metrics_listen);
+        set(&mut self.batch.max_batch, max_batch);
+        set(&mut self.pin_workers, pin_workers);
+        set(&mut self.delivery, delivery);
+        self
+    }
+
     /// Reads a TOML file over the defaults.
     pub fn from_file(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|source| Error::Io { path: path.into(), source })?;
@@ -405,7 +448,7 @@ impl ServeConfig {
         self.onnxruntime_library
             .clone()
             .or_else(|| std::env::var_os("ORT_DYLIB_PATH").map(PathBuf::from))
-            .unwrap_or_else(|| tidal_home().join("onnxruntime-1.31.1").join("libonnxruntime.so"))
+            .unwrap_or_else(crate::install::onnxruntime_library)
     }
 
     /// Checks every value once, with errors that say how to fix them.
@@ -512,6 +555,24 @@ mod tests {
         assert_eq!(cfg.models, vec!["sentiment", "face-match", "ocr"]);
         assert_eq!(cfg.group_id(), "tidal-tidal");
         assert_eq!(cfg.batch.linger, Duration::from_millis(5));
+    }
+
+    #[test]
+    fn command_line_overrides_win_over_the_file_and_unset_ones_keep_it() {
+        let file = "app = \"shop\"\nworkers = 3\ninstance = \"pod-a\"\n[kafka]\nbrokers = \"k1:9092\"\n";
+        let overrides = ServeOverrides {
+            brokers: Some("k2:9092".into()),
+            workers: Some(5),
+            pin_workers: Some(false),
+            delivery: Some(Delivery::AtLeastOnce),
+            ..ServeOverrides::default()
+        };
+        let cfg = ServeConfig::from_toml(file).unwrap().with_overrides(overrides);
+        assert_eq!((cfg.kafka.brokers.as_str(), cfg.workers, cfg.pin_workers), ("k2:9092", 5, false));
+        assert_eq!(cfg.delivery, Delivery::AtLeastOnce);
+        assert_eq!((cfg.app.as_str(), cfg.instance.as_deref()), ("shop", Some("pod-a")), "unset flags keep the file's");
+        let untouched = ServeConfig::from_toml(file).unwrap().with_overrides(ServeOverrides::default());
+        assert!(untouched.pin_workers && untouched.workers == 3);
     }
 
     #[test]

@@ -22,7 +22,7 @@ pub enum Error {
     #[error("ONNX Runtime: {0}")]
     Ort(String),
     /// A Kafka client call failed.
-    #[error("Kafka: {context}: {}", crate::security::scrub(&.source.to_string()))]
+    #[error("Kafka: {context}: {}", crate::secret::scrub(&.source.to_string()))]
     Kafka {
         context: String,
         #[source]
@@ -32,16 +32,15 @@ pub enum Error {
     /// transaction; the worker rebuilds its clients.
     #[error("consumer of {transactional_id} is not a group member; rebuilding its clients")]
     NotGroupMember { transactional_id: String },
-    /// The worker's transactional producer was fenced; the worker checks whether a twin process
-    /// (same instance) took over before rebuilding its clients.
-    #[error("producer {transactional_id} was fenced")]
-    Fenced { transactional_id: String },
     /// A benchmark step failed (a target did not start, or answered wrongly).
     #[error("benchmark: {0}")]
     Bench(String),
-    /// A worker thread stopped with an error.
+    /// One worker failed (loading its models, starting its thread).
     #[error("worker {worker}: {reason}")]
     Worker { worker: usize, reason: String },
+    /// The processor as a whole failed (its threads, its watchdog, its stop).
+    #[error("processor: {0}")]
+    Processor(String),
 }
 
 /// Result alias for tidal's errors.

@@ -15,20 +15,28 @@
 //! | [`gateway`] | `tidal gateway`: HTTP request-reply over the topics for synchronous callers |
 //! | [`tools`] | `tidal produce` / `tidal consume`: small clients for demos and operators |
 //! | [`vision`] | image decoding, resizing, warping and geometry for the image models (pure) |
-//! | [`security`] | TLS/SASL settings, secrets from the environment or files, redaction |
+//! | [`security`] | TLS/SASL settings, secrets from the environment or files |
+//! | [`secret`] | a secret type that never prints itself; scrubbing secrets out of printed text |
+//! | [`install`] | pinned versions and install folders, from the file the set-up scripts read |
+//! | [`shutdown`] | one shutdown signal (SIGINT/SIGTERM or code) for every long-running command |
 //! | [`scale`] | the companion scaler: policies, damping, simulation |
+//! | [`chart`] | the drawing primitives of bench.png and simulation.png |
 //! | [`bench`] | `tidal bench`: the limit, tidal and the baselines a user would run instead, in one run |
 
 pub mod bench;
+pub mod chart;
 pub mod codec;
 pub mod config;
 pub mod error;
 pub mod gateway;
+pub mod install;
 pub mod kafka;
 pub mod metrics;
 pub mod models;
 pub mod scale;
+pub mod secret;
 pub mod security;
+pub mod shutdown;
 pub mod tools;
 pub mod vision;
 pub mod worker;

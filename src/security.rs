@@ -20,6 +20,7 @@ use std::path::PathBuf;
 use serde::Deserialize;
 
 use crate::error::{Error, Result};
+use crate::secret::SecretString;
 
 /// Where a secret comes from. Deserialised from `{ env = "NAME" }` or `{ file = "/path" }`; a
 /// literal string is refused with a hint.
@@ -43,7 +44,7 @@ impl fmt::Debug for Secret {
 
 impl Secret {
     /// Reads the secret now. `what` names the setting in errors.
-    pub fn resolve(&self, what: &str) -> Result<String> {
+    pub fn resolve(&self, what: &str) -> Result<SecretString> {
         let value = match self {
             Secret::Env(name) => std::env::var(name)
                 .map_err(|_| Error::Config(format!("{what}: environment variable {name} is not set (or not UTF-8)")))?,
@@ -55,8 +56,7 @@ impl Secret {
         if value.is_empty() {
             return Err(Error::Config(format!("{what}: the secret is empty")));
         }
-        remember(&value);
-        Ok(value)
+        Ok(SecretString::new(value))
     }
 }
 
@@ -96,7 +96,7 @@ impl fmt::Debug for SecretField {
 }
 
 impl SecretField {
-    fn resolve(&self, what: &str) -> Result<String> {
+    fn resolve(&self, what: &str) -> Result<SecretString> {
         match self {
             SecretField::Source(secret) => secret.resolve(what),
             SecretField::Literal(_) => Err(Error::Config(format!(
@@ -109,12 +109,6 @@ impl SecretField {
 
 const PROTOCOLS: &[&str] = &["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"];
 const MECHANISMS: &[&str] = &["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"];
-
-/// librdkafka properties whose values are secret (redacted in any printout).
-pub fn is_secret_key(key: &str) -> bool {
-    let key = key.to_ascii_lowercase();
-    ["password", "secret", "sasl.jaas.config", "ssl.key.pem", "ssl_key", "token"].iter().any(|s| key.contains(s))
-}
 
 impl SecurityConfig {
     /// The librdkafka properties, secrets resolved. Checks the combination first, so that a
@@ -152,7 +146,7 @@ impl SecurityConfig {
                 .resolve("kafka.security.password")?;
             props.insert("sasl.mechanism".into(), mechanism);
             props.insert("sasl.username".into(), username.clone());
-            props.insert("sasl.password".into(), password);
+            props.insert("sasl.password".into(), password.expose().to_string());
         } else if self.sasl_mechanism.is_some() || self.password.is_some() {
             return Err(Error::Config(format!(
                 "kafka.security: sasl_mechanism/password need protocol SASL_SSL or SASL_PLAINTEXT, not {protocol}"
@@ -174,37 +168,17 @@ impl SecurityConfig {
             props.insert(key.into(), path.display().to_string());
         }
         if let Some(key_password) = &self.key_password {
-            props.insert("ssl.key.password".into(), key_password.resolve("kafka.security.key_password")?);
+            let key_password = key_password.resolve("kafka.security.key_password")?;
+            props.insert("ssl.key.password".into(), key_password.expose().to_string());
         }
         Ok(props)
     }
 }
 
-/// Every secret this process resolved, so that errors can be scrubbed of them.
-static RESOLVED: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
-
-fn remember(value: &str) {
-    let mut resolved = RESOLVED.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-    if value.len() >= 3 && !resolved.iter().any(|v| v == value) {
-        resolved.push(value.to_string());
-    }
-}
-
-/// `text` with every secret this process resolved replaced by `***`: Kafka errors pass through
-/// here before they are printed (librdkafka quotes property values in some messages).
-pub fn scrub(text: &str) -> String {
-    let resolved = RESOLVED.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-    resolved.iter().fold(text.to_string(), |text, secret| text.replace(secret.as_str(), "***"))
-}
-
-/// A properties map for printing: secret values replaced by `***`.
-pub fn redacted(props: &BTreeMap<String, String>) -> BTreeMap<String, String> {
-    props.iter().map(|(k, v)| (k.clone(), if is_secret_key(k) { "***".into() } else { v.clone() })).collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::secret::{redacted, scrub};
 
     fn parse(text: &str) -> SecurityConfig {
         toml::from_str(text).unwrap()

@@ -1,11 +1,9 @@
 //! Checks of shipped artefacts that need no broker: docker-compose.yml, the example config,
 //! topic files and manifests.
 
-use std::path::Path;
+mod common;
 
-fn repo(path: &str) -> std::path::PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
-}
+use common::{repo, tidal};
 
 #[test]
 fn compose_file_parses_and_runs_kafka_and_tidal() {
@@ -13,7 +11,8 @@ fn compose_file_parses_and_runs_kafka_and_tidal() {
     let compose: serde_yaml::Value = serde_yaml::from_str(&text).expect("docker-compose.yml is valid YAML");
     let services = compose["services"].as_mapping().expect("services");
     let image = compose["services"]["kafka"]["image"].as_str().unwrap();
-    assert!(image.starts_with("apache/kafka:4"), "official Apache Kafka 4 image, got {image}");
+    let pinned = format!("apache/kafka:{}", tidal::install::kafka_version());
+    assert_eq!(image, pinned, "the broker image is the Kafka release of scripts/versions.env");
     let command: Vec<&str> =
         compose["services"]["tidal"]["command"].as_sequence().unwrap().iter().filter_map(|v| v.as_str()).collect();
     assert_eq!(command[0], "serve");
@@ -29,22 +28,21 @@ fn example_config_is_valid() {
 
 #[test]
 fn shipped_manifests_parse() {
+    let mut names = Vec::new();
     for entry in std::fs::read_dir(repo("models")).unwrap() {
         let path = entry.unwrap().path();
         if path.extension().is_some_and(|e| e == "toml") {
             let text = std::fs::read_to_string(&path).unwrap();
-            tidal::models::Manifest::parse(&text, &path.display().to_string()).expect("manifest parses");
+            let manifest = tidal::models::Manifest::parse(&text, &path.display().to_string()).expect("manifest parses");
+            names.push(manifest.name);
         }
     }
+    names.sort();
+    assert_eq!(names, ["face-match", "ocr", "sentiment"], "the three shipped models, each named as its file");
 }
 
 fn serve_error(args: &[&str]) -> String {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tidal"))
-        .arg("serve")
-        .args(args)
-        .env("TIDAL_LOG", "error")
-        .output()
-        .expect("run tidal");
+    let out = tidal().arg("serve").args(args).env("TIDAL_LOG", "error").output().expect("run tidal");
     assert_eq!(out.status.code(), Some(1), "serve {args:?} should fail");
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
@@ -62,7 +60,7 @@ fn start_up_errors_say_what_and_how_to_fix() {
 
     let lib = dir.path().join("lib.so");
     std::fs::write(&lib, b"").unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tidal"))
+    let out = tidal()
         .args(["serve", "--model-dir", "/nonexistent-models", "--metrics-listen", ""])
         .env("ORT_DYLIB_PATH", &lib)
         .output()

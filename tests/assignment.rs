@@ -3,6 +3,7 @@
 //! each topic's 4 partitions went to the same 4 lowest member ids and 2 members sat idle; tidal's
 //! consumers use `cooperative-sticky`, which balances the 12 partitions over the 6 members.
 //! A real broker; scripts/test.sh runs it.
+#![cfg(feature = "broker-tests")]
 
 mod common;
 
@@ -39,7 +40,6 @@ fn wait_for_members(brokers: &str, group: &str, want: usize) -> usize {
 }
 
 #[test]
-#[ignore = "needs Kafka and the models: run scripts/test.sh"]
 fn six_members_on_three_topics_of_four_partitions_all_answer_requests() {
     let fx = Fixture::for_model("assign", "sentiment", PARTITIONS, "");
     let topics = |kind: &str| format!("{}.{kind}.", fx.prefix);

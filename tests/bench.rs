@@ -2,19 +2,17 @@
 //! request, tidal exactly once, and the report, ratios and chart are written. (The figures
 //! themselves are the benchmark's business, not this test's.) The Python baselines run when
 //! TIDAL_BENCH_PYTHON names an interpreter with their packages (scripts/test.sh sets it).
+#![cfg(feature = "broker-tests")]
 
 mod common;
 
-use std::process::Command;
-
-use common::brokers;
+use common::{brokers, tidal};
 
 #[test]
-#[ignore = "needs Kafka and the models: run scripts/test.sh"]
 fn bench_measures_every_target_and_writes_its_report() {
     let out = tempfile::tempdir().unwrap();
     let python = std::env::var("TIDAL_BENCH_PYTHON").ok();
-    let mut command = Command::new(env!("CARGO_BIN_EXE_tidal"));
+    let mut command = tidal();
     command
         .args(["bench", "--brokers", &brokers(), "--duration", "2s", "--loads", "50", "--rest-port", "18766"])
         .arg("--out")

@@ -5,6 +5,7 @@
 //! been seen to wait forever inside `send_offsets_to_transaction` then, and the worker's watchdog
 //! must end the process (exit 70) so that its supervisor — this test — restarts it.
 //! Run by scripts/test.sh.
+#![cfg(feature = "broker-tests")]
 
 mod common;
 
@@ -102,13 +103,11 @@ fn coordinator_partitions_follow_java_string_hash() {
 }
 
 #[test]
-#[ignore = "needs the Kafka jars and the models: run scripts/test.sh"]
 fn the_coordinators_broker_killed_mid_stream_loses_and_duplicates_nothing() {
     survives_a_coordinator_fault("coordinators' broker killed (SIGKILL)", |cluster, node| cluster.node("kill", node));
 }
 
 #[test]
-#[ignore = "needs the Kafka jars and the models: run scripts/test.sh"]
 fn the_coordinators_broker_frozen_beyond_the_session_timeout_loses_and_duplicates_nothing() {
     survives_a_coordinator_fault("coordinators' broker frozen 20 s (SIGSTOP)", |cluster, node| {
         cluster.node("pause", node);

@@ -5,22 +5,19 @@
 //! their API types, and the dashboard's metric names against a live scrape of tidal.
 //!
 //! The tools come from scripts/setup-checks.sh (run by scripts/test.sh), which exports their
-//! paths; the tests are `#[ignore]`d for a bare `cargo test`.
+//! paths; the tests are compiled only with `--features broker-tests`.
+#![cfg(feature = "broker-tests")]
 
 mod common;
 
 use std::collections::{BTreeSet, HashMap};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-use common::{Fixture, Server};
+use common::{repo, Fixture, Server};
 
 const NEEDS_TOOLS: &str = "needs the check tools: run scripts/test.sh";
-
-fn repo(path: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
-}
 
 fn tool(env: &str, fallback: &str) -> String {
     std::env::var(env).unwrap_or_else(|_| fallback.to_string())
@@ -45,7 +42,6 @@ fn deploy_check(args: &[&str]) -> Output {
 }
 
 #[test]
-#[ignore = "needs the check tools: run scripts/test.sh"]
 fn dockerfile_lints_clean_and_matches_the_repository() {
     let hadolint = tool("TIDAL_HADOLINT", "hadolint");
     // DL3008 (pin Debian package versions) is waived in the Dockerfile's own words.
@@ -86,7 +82,6 @@ fn dockerfile_lints_clean_and_matches_the_repository() {
 }
 
 #[test]
-#[ignore = "needs the check tools: run scripts/test.sh"]
 fn compose_file_loads_with_the_compose_loader() {
     let project: serde_json::Value =
         serde_json::from_str(&assert_ok(&deploy_check(&["compose", "docker-compose.yml"]), "compose loader"))
@@ -162,7 +157,6 @@ fn metric_names(expr: &str) -> BTreeSet<String> {
 }
 
 #[test]
-#[ignore = "needs the check tools: run scripts/test.sh"]
 fn prometheus_config_alerts_and_dashboard_queries_pass_promtool() {
     let promtool = tool("TIDAL_PROMTOOL", "promtool");
     assert_ok(&run(&promtool, &["check", "config", "deploy/prometheus/prometheus.yml"]), "promtool check config");
@@ -181,7 +175,6 @@ fn prometheus_config_alerts_and_dashboard_queries_pass_promtool() {
 }
 
 #[test]
-#[ignore = "needs the check tools: run scripts/test.sh"]
 fn kubernetes_manifests_decode_strictly_into_their_api_types() {
     let files = [
         "deploy/kubernetes/namespace.yaml",
@@ -324,7 +317,6 @@ fn exported(text: &str) -> BTreeSet<String> {
 }
 
 #[test]
-#[ignore = "needs Kafka and the models: run scripts/test.sh"]
 fn dashboard_and_alerts_read_metrics_tidal_exports() {
     // A processor that answered requests and dead-lettered one, with metrics on.
     let fx = Fixture::new("dashboard", 1, "");
@@ -349,18 +341,12 @@ fn dashboard_and_alerts_read_metrics_tidal_exports() {
     // The scaler (dry run) and the gateway, each with its own endpoint.
     let scaler_port = common::free_port();
     let scale_toml = fx.dir.path().join("scale.toml");
-    std::fs::write(
-        &scale_toml,
-        format!(
-            "[watch]\ngroup = \"tidal-{}\"\ntopics = [\"{}\"]\ninterval = \"1s\"\nmetrics_listen = \"127.0.0.1:{scaler_port}\"\n\
-             [policies]\nmin_replicas = 1\nmax_replicas = 2\nlag = {{ lag_threshold = 100 }}\n[actuator]\nkind = \"dry-run\"\n",
-            fx.prefix,
-            fx.requests()
-        ),
-    )
-    .unwrap();
+    let policies = "[policies]\nmin_replicas = 1\nmax_replicas = 2\nlag = { lag_threshold = 100 }\n[actuator]\nkind = \"dry-run\"\n";
+    let watch = format!("metrics_listen = \"127.0.0.1:{scaler_port}\"");
+    let text = common::scale_toml(&format!("tidal-{}", fx.prefix), &fx.requests(), &watch, policies);
+    std::fs::write(&scale_toml, text).unwrap();
     let _scaler = Server(
-        Command::new(env!("CARGO_BIN_EXE_tidal"))
+        common::tidal()
             .args(["scale", "run", "--brokers", &fx.brokers, "--config", scale_toml.to_str().unwrap()])
             .env("TIDAL_LOG", "warn")
             .stdout(Stdio::null())
@@ -372,7 +358,7 @@ fn dashboard_and_alerts_read_metrics_tidal_exports() {
     let gateway_port = common::free_port();
     let metrics_port = common::free_port();
     let _gateway = Server(
-        Command::new(env!("CARGO_BIN_EXE_tidal"))
+        common::tidal()
             .args(["gateway", "--config", fx.config_path.to_str().unwrap(), "--model", "sentiment"])
             .args(["--listen", &format!("127.0.0.1:{gateway_port}")])
             .args(["--metrics-listen", &format!("127.0.0.1:{metrics_port}")])

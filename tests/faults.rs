@@ -1,14 +1,14 @@
 //! Fault scenarios against a real Kafka broker (scripts/test.sh starts one): each keeps the
 //! promise that every request is answered exactly once in `read_committed`, and nothing else.
+#![cfg(feature = "broker-tests")]
 
 mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{assert_exactly_once, requests, terminate, Fixture, Reader};
+use common::{assert_exactly_once, requests, terminate, Fixture, OwnBroker, Reader};
 
 #[test]
-#[ignore = "needs Kafka and the models: run scripts/test.sh"]
 fn a_twin_with_the_same_instance_fences_the_older_process_which_stops() {
     // Small, slowed-down transactions keep the stream going while the twin starts.
     let fx = Fixture::new("zombie", 2, "[batch]\nmax_batch = 8\n[faults]\ndelay_before_commit = \"100ms\"\n");
@@ -41,38 +41,6 @@ fn a_twin_with_the_same_instance_fences_the_older_process_which_stops() {
     assert!(newer_status.is_some_and(|s| s.success()), "newer process: {newer_status:?}");
 }
 
-/// A broker of the test's own (scripts/kafka.sh on `port`), stopped when dropped.
-struct OwnBroker {
-    port: u16,
-}
-
-impl OwnBroker {
-    fn start(port: u16) -> OwnBroker {
-        kafka_sh("start", port);
-        OwnBroker { port }
-    }
-
-    fn address(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
-    }
-}
-
-impl Drop for OwnBroker {
-    fn drop(&mut self) {
-        kafka_sh("stop", self.port);
-    }
-}
-
-fn kafka_sh(action: &str, port: u16) {
-    let status = std::process::Command::new("bash")
-        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/kafka.sh"))
-        .args([action, &port.to_string()])
-        .stdout(std::process::Stdio::null())
-        .status()
-        .expect("run scripts/kafka.sh");
-    assert!(status.success(), "kafka.sh {action} {port} failed");
-}
-
 /// Runs a stream of 600 slowed-down requests through one processor on its own broker, applies
 /// `fault` after the first 80 results, and checks exactly-once at the end. Returns the seconds
 /// from the end of the fault to the next committed result.
@@ -100,7 +68,18 @@ fn survives(name: &str, port: u16, fault: impl FnOnce(&OwnBroker)) -> f64 {
     }
     let recovery = resumed.elapsed().as_secs_f64();
     // Liveness, not speed: measured 0.1–7 s; a stuck abort once held results for 5 minutes.
-    assert!(recovery < 90.0, "no result within 90 s after the broker was back");
+    if recovery >= 90.0 {
+        let alive = server.try_wait().map(|s| s.is_none()).unwrap_or(false);
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        // Which side stalled: a fresh reader tells a stuck processor from a stuck reader.
+        let mut fresh = Reader::on(&fx.brokers, &fx.results(), true);
+        fresh.read_until(before + 1, Duration::from_secs(20));
+        panic!(
+            "no result within 90 s after the broker was back (processor running: {alive}; the test's reader had \
+             {before} results, a fresh reader sees {}); the processor's log:\n{text}",
+            fresh.records.len()
+        );
+    }
     committed.read_until(reqs.len(), Duration::from_secs(240));
     committed.poll_for(Duration::from_secs(3));
     let running = server.try_wait().unwrap().is_none();
@@ -121,24 +100,21 @@ fn survives(name: &str, port: u16, fault: impl FnOnce(&OwnBroker)) -> f64 {
 }
 
 #[test]
-#[ignore = "needs Kafka and the models: run scripts/test.sh"]
 fn a_broker_restart_on_the_same_data_loses_and_duplicates_nothing() {
-    survives("broker-restart", 19492, |broker| kafka_sh("restart", broker.port));
+    survives("broker-restart", 19492, |broker| broker.control("restart"));
 }
 
 #[test]
-#[ignore = "needs Kafka and the models: run scripts/test.sh"]
 fn a_broker_paused_beyond_the_session_and_transaction_timeouts_loses_and_duplicates_nothing() {
     // 15 s frozen: longer than the 6 s session timeout and the 10 s transaction timeout.
     survives("broker-pause", 19494, |broker| {
-        kafka_sh("pause", broker.port);
+        broker.control("pause");
         std::thread::sleep(Duration::from_secs(15));
-        kafka_sh("resume", broker.port);
+        broker.control("resume");
     });
 }
 
 #[test]
-#[ignore = "needs Kafka and the models: run scripts/test.sh"]
 fn a_rebalance_storm_loses_and_duplicates_nothing() {
     // Replicas 1 → 4 → 1, twice, while 2,000 slowed-down requests flow. Each time the extra
     // replicas are stopped only after they have written results (they really took partitions).
@@ -181,7 +157,6 @@ fn a_rebalance_storm_loses_and_duplicates_nothing() {
 }
 
 #[test]
-#[ignore = "needs Kafka and the models: run scripts/test.sh"]
 fn a_model_slower_than_the_poll_interval_recovers_and_loses_and_duplicates_nothing() {
     // The first batch takes 10 s without polling, beyond max.poll.interval (7 s): the group drops
     // the worker, its transaction cannot commit the offsets, it rejoins and redoes the batch.
@@ -213,12 +188,12 @@ fn a_model_slower_than_the_poll_interval_recovers_and_loses_and_duplicates_nothi
         reqs.len(),
         took.as_secs_f64()
     );
-    // The fault took effect: the group had dropped the worker when it tried to commit.
-    assert!(text.contains("Unknown member") && text.contains("aborting the transaction"), "log:\n{text}");
+    // The fault took effect: the group had dropped the worker, so its first commit was aborted
+    // and the batch redone (tidal's own account of it, not librdkafka's wording).
+    assert!(text.contains("aborting the transaction; the batch will be redone"), "log:\n{text}");
 }
 
 #[test]
-#[ignore = "needs Kafka and the models: run scripts/test.sh"]
 fn repeated_sigkills_and_restarts_lose_and_duplicate_nothing() {
     // SIGKILL lands inside open transactions (each held 200 ms before its commit); each restart
     // fences what the killed process left and redoes it. Two workers, text and OCR requests, and
@@ -293,7 +268,6 @@ fn repeated_sigkills_and_restarts_lose_and_duplicate_nothing() {
 }
 
 #[test]
-#[ignore = "needs Kafka and the models: run scripts/test.sh"]
 fn a_pod_killed_inside_a_transaction_and_replaced_under_a_new_name_loses_and_duplicates_nothing() {
     // Kubernetes replaces a pod under a new name: the new workers' transactional ids differ, so
     // nothing fences the dead pod's open transactions; the broker aborts them after
@@ -422,7 +396,6 @@ fn under_load(name: &str, scenario: &str, factor: f64, duration: Duration) -> (f
 }
 
 #[test]
-#[ignore = "needs Kafka and the models: run scripts/test.sh"]
 fn overload_at_three_times_capacity_keeps_memory_bounded_and_loses_nothing() {
     let duration = Duration::from_secs(if common::long_form() { 120 } else { 15 });
     let (capacity, loaded, rss) = under_load("overload", "overload 3× capacity", 3.0, duration);
@@ -434,7 +407,6 @@ fn overload_at_three_times_capacity_keeps_memory_bounded_and_loses_nothing() {
 }
 
 #[test]
-#[ignore = "needs Kafka and the models: run scripts/test.sh"]
 fn soak_at_seventy_percent_keeps_memory_stable() {
     // 20 s in the regular suite; TIDAL_SOAK=30m (scripts/faults.sh --soak) for the real soak.
     let duration = std::env::var("TIDAL_SOAK")

@@ -1,5 +1,6 @@
 //! The face-match and OCR pipelines (all Rust) against golden values from the Python reference
 //! pipelines (`scripts/make_golden.py`; see tests/golden/README.md for how they were made).
+#![cfg(feature = "broker-tests")]
 
 use std::path::{Path, PathBuf};
 
@@ -65,7 +66,6 @@ fn cosine(a: &[f32], b: &[f32]) -> f32 {
 }
 
 #[test]
-#[ignore = "needs the models installed: run scripts/test.sh"]
 fn face_embeddings_match_the_reference_pipeline() {
     let golden = golden("face.json");
     let mut matcher = face_matcher();
@@ -111,7 +111,6 @@ fn face_embeddings_match_the_reference_pipeline() {
 }
 
 #[test]
-#[ignore = "needs the models installed: run scripts/test.sh"]
 fn face_match_results_follow_the_wire_contract() {
     let mut matcher = face_matcher();
     let same = Input::ImagePair(face_photo("obama.jpg"), face_photo("obama2.jpg"));
@@ -150,7 +149,6 @@ fn cer(got: &str, want: &str) -> f64 {
 }
 
 #[test]
-#[ignore = "needs the models installed: run scripts/test.sh"]
 fn ocr_reads_rendered_text_like_the_reference() {
     let golden = golden("ocr.json");
     let mut pipeline = ocr_with(true);
@@ -198,7 +196,6 @@ fn ocr_reads_rendered_text_like_the_reference() {
 }
 
 #[test]
-#[ignore = "needs the models installed: run scripts/test.sh"]
 fn ocr_with_the_shipped_settings_reads_the_same_text() {
     let golden = golden("ocr.json");
     let mut pipeline = ocr();
@@ -217,7 +214,6 @@ fn ocr_with_the_shipped_settings_reads_the_same_text() {
 }
 
 #[test]
-#[ignore = "needs the models installed: run scripts/test.sh"]
 fn ocr_results_follow_the_wire_contract() {
     let mut pipeline = ocr();
     let page = image::open(golden_dir().join("ocr/sans-28.png")).unwrap().into_rgb8();

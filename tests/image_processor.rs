@@ -1,6 +1,7 @@
 //! End-to-end tests of the image models through `tidal serve` and a real Kafka broker
 //! (scripts/test.sh starts one): the same exactly-once checks as for sentiment, plus image input
 //! in both forms (base64 JSON and raw values) and bad images going to the dead-letter topic.
+#![cfg(feature = "broker-tests")]
 
 mod common;
 
@@ -9,7 +10,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use base64::Engine;
-use common::{terminate, Fixture, Reader};
+use common::{assert_each_id_once, terminate, Fixture, Reader};
 
 fn b64(bytes: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(bytes)
@@ -24,18 +25,7 @@ fn ocr_page(name: &str) -> Vec<u8> {
     std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/ocr").join(name)).unwrap()
 }
 
-fn assert_each_id_once(reader: &Reader, ids: &[String]) {
-    let counts = reader.id_counts();
-    let duplicates: Vec<_> = counts.iter().filter(|(_, &c)| c > 1).collect();
-    assert!(duplicates.is_empty(), "duplicates in read_committed: {duplicates:?}");
-    for id in ids {
-        assert_eq!(counts.get(id), Some(&1), "result for {id}");
-    }
-    assert_eq!(reader.records.len(), ids.len(), "results nobody asked for");
-}
-
 #[test]
-#[ignore = "needs Kafka and the models: run scripts/test.sh"]
 fn face_match_requests_are_answered_exactly_once() {
     let fx = Fixture::for_model("faces", "face-match", 2, "[batch]\nmax_batch = 8\n");
     let photos = ["obama.jpg", "obama2.jpg", "obama3.jpg", "biden.jpg"];
@@ -66,7 +56,7 @@ fn face_match_requests_are_answered_exactly_once() {
     let status = terminate(&mut server, Duration::from_secs(40));
 
     let ids: Vec<String> = expected.keys().cloned().collect();
-    assert_each_id_once(&committed, &ids);
+    assert_each_id_once(&committed, ids.iter().map(String::as_str));
     for record in &committed.records {
         let v = record.json();
         common::assert_matches_schema(&v, "face-match.result");
@@ -89,7 +79,6 @@ fn face_match_requests_are_answered_exactly_once() {
 }
 
 #[test]
-#[ignore = "needs Kafka and the models: run scripts/test.sh"]
 fn ocr_requests_survive_a_crash_mid_transaction_exactly_once() {
     // Slow commits leave a transaction open long enough to kill the processor inside it.
     let fx = Fixture::for_model("ocr", "ocr", 2, "[batch]\nmax_batch = 4\n[faults]\ndelay_before_commit = \"400ms\"\n");
@@ -144,7 +133,7 @@ fn ocr_requests_survive_a_crash_mid_transaction_exactly_once() {
     let status = terminate(&mut server, Duration::from_secs(40));
 
     let ids: Vec<String> = truth.keys().cloned().collect();
-    assert_each_id_once(&committed, &ids);
+    assert_each_id_once(&committed, ids.iter().map(String::as_str));
     for record in &committed.records {
         let v = record.json();
         common::assert_matches_schema(&v, "ocr.result");

@@ -1,5 +1,6 @@
 //! The sentiment model run by tidal (Rust tokenizers + ONNX Runtime via `ort`) against the
 //! reference outputs written at set-up by Python tokenizers + ONNX Runtime (reference.json).
+#![cfg(feature = "broker-tests")]
 
 use std::path::PathBuf;
 
@@ -19,7 +20,6 @@ fn load() -> (TextClassifier, serde_json::Value) {
 }
 
 #[test]
-#[ignore = "needs the models installed: run scripts/test.sh"]
 fn outputs_match_the_python_reference() {
     let (mut classifier, reference) = load();
     let outputs = reference["outputs"].as_array().unwrap();
@@ -43,7 +43,6 @@ fn outputs_match_the_python_reference() {
 }
 
 #[test]
-#[ignore = "needs the models installed: run scripts/test.sh"]
 fn results_follow_the_wire_contract() {
     let (mut classifier, _) = load();
     let love = Input::Text("I loved this movie".into());
@@ -68,7 +67,6 @@ fn results_follow_the_wire_contract() {
 }
 
 #[test]
-#[ignore = "needs the models installed: run scripts/test.sh"]
 fn heldout_accuracy_through_tidal_matches_the_build() {
     // The held-out 20 % of the Rotten Tomatoes split, classified by tidal's tokenizer and session
     // (length-grouped batches of 32, as a worker runs them): the figure the build reported, and

@@ -1,6 +1,7 @@
 //! The operator's and client's surface against the real broker: the HTTP gateway, `tidal models`,
 //! `tidal produce --rate` / `tidal consume --follow`, and the README's client examples (kcat,
 //! Python, curl through the gateway), executed as written.
+#![cfg(feature = "broker-tests")]
 
 mod common;
 
@@ -9,13 +10,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Fixture, Reader, Server, LABELLED};
-
-fn tidal() -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_tidal"));
-    command.env("TIDAL_LOG", "warn").env("NO_COLOR", "1");
-    command
-}
+use common::{tidal, Fixture, Reader, Server, LABELLED};
 
 /// Starts `tidal gateway` for the fixture's topics and waits until `/health` answers.
 fn start_gateway(fx: &Fixture, port: u16, timeout: &str) -> Server {
@@ -62,7 +57,6 @@ async fn post(port: u16, path: &str, body: String) -> (u16, serde_json::Value) {
 }
 
 #[test]
-#[ignore = "needs Kafka and the models: run scripts/test.sh"]
 fn gateway_answers_through_the_stream_exactly_once() {
     let fx = Fixture::new("gateway", 2, "");
     let _server = fx.spawn("a");
@@ -115,7 +109,6 @@ fn gateway_answers_through_the_stream_exactly_once() {
 }
 
 #[test]
-#[ignore = "needs Kafka and the models: run scripts/test.sh"]
 fn gateway_times_out_when_no_processor_answers() {
     let fx = Fixture::new("gateway-timeout", 1, "");
     let port = common::free_port();
@@ -153,7 +146,6 @@ where
 }
 
 #[test]
-#[ignore = "needs the models: run scripts/test.sh"]
 fn models_verify_runs_each_model_on_a_sample() {
     let output = tidal().args(["models", "list"]).output().unwrap();
     assert!(output.status.success());
@@ -197,7 +189,6 @@ fn models_verify_runs_each_model_on_a_sample() {
 }
 
 #[test]
-#[ignore = "needs Kafka: run scripts/test.sh"]
 fn produce_paces_at_its_rate_and_consume_follows() {
     let fx = Fixture::new("cli", 1, "");
     let lines: String = (0..30).map(|i| format!("{{\"id\": \"c{i}\", \"text\": \"line {i}\"}}\n")).collect();
@@ -258,7 +249,6 @@ fn run_shell(script: &str) -> std::process::Output {
 }
 
 #[test]
-#[ignore = "needs Kafka, the models, kcat and the set-up venv: run scripts/test.sh"]
 fn readme_client_examples_work_as_written() {
     let brokers = common::brokers();
     let applied = tidal().args(["topics", "apply", "--brokers", &brokers]).output().unwrap();

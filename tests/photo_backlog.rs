@@ -6,6 +6,7 @@
 //! decoded request): per worker, the batch's records, the pixels decoded for one model run,
 //! librdkafka's prefetch queue and producer queue each stay within `batch.max_bytes`; the request
 //! that crosses the budget and a model's float working copy of one image come on top.
+#![cfg(feature = "broker-tests")]
 
 mod common;
 
@@ -43,7 +44,6 @@ fn scene(inset: &RgbImage, zoom: u32, x: i64, y: i64, tint: u8) -> Vec<u8> {
 }
 
 #[test]
-#[ignore = "needs Kafka and the models: run scripts/test.sh"]
 fn a_backlog_of_large_photos_keeps_memory_bounded_and_is_answered_exactly_once() {
     let fx = Fixture::for_model("photos", "face-match", 4, "");
     let ocr_requests = format!("{}.requests.ocr", fx.prefix);
@@ -177,7 +177,7 @@ fn models_rss(fx: &Fixture, app: &str) -> f64 {
     let path = fx.dir.path().join("idle.toml");
     std::fs::write(&path, config).unwrap();
     let mut child = common::Server(
-        std::process::Command::new(env!("CARGO_BIN_EXE_tidal"))
+        common::tidal()
             .args(["serve", "--config"])
             .arg(&path)
             .args(["--instance", "idle"])

@@ -3,6 +3,7 @@
 //! smaller than a result, a model that panics on one request. Each must become one dead letter
 //! while the partition moves on and every other request is answered exactly once (a real broker,
 //! `tidal serve` as a child process; scripts/test.sh runs them).
+#![cfg(feature = "broker-tests")]
 
 mod common;
 
@@ -19,7 +20,6 @@ fn dead_letter_kinds(dlq: &Reader) -> HashMap<String, String> {
 }
 
 #[test]
-#[ignore = "needs Kafka and the models: run scripts/test.sh"]
 fn results_the_broker_refuses_become_dead_letters_and_the_partition_moves_on() {
     // One partition: every request queues behind the ones whose results cannot be delivered.
     let fx = Fixture::new("refused", 1, "[limits]\nmax_id_bytes = 4096\n");
@@ -69,7 +69,6 @@ fn results_the_broker_refuses_become_dead_letters_and_the_partition_moves_on() {
 }
 
 #[test]
-#[ignore = "needs Kafka and the models: run scripts/test.sh"]
 fn a_panic_on_one_request_is_one_dead_letter_and_the_worker_goes_on() {
     let fx = Fixture::new("panic", 2, "[faults]\npanic_on_id = \"r7\"\n");
     let requests = common::requests(30);

@@ -1,5 +1,6 @@
 //! End-to-end tests of `tidal serve` against a real Kafka broker (scripts/test.sh starts one).
 //! Each test has its own topics, group and transactional ids.
+#![cfg(feature = "broker-tests")]
 
 mod common;
 
@@ -11,7 +12,6 @@ use common::{assert_exactly_once, requests, terminate, Fixture, Reader, LABELLED
 const NEEDS_KAFKA: &str = "needs Kafka and the models: run scripts/test.sh";
 
 #[test]
-#[ignore = "needs Kafka and the models: run scripts/test.sh"]
 fn thousand_requests_give_thousand_results_exactly_once() {
     let _ = NEEDS_KAFKA;
     let fx = Fixture::new("thousand", 4, "");
@@ -43,7 +43,6 @@ fn thousand_requests_give_thousand_results_exactly_once() {
 }
 
 #[test]
-#[ignore = "needs Kafka and the models: run scripts/test.sh"]
 fn sigkill_mid_transaction_loses_and_duplicates_nothing() {
     // A pause between produce and commit makes a kill land inside an open transaction.
     let fx = Fixture::new("sigkill", 2, "[batch]\nmax_batch = 10\n[faults]\ndelay_before_commit = \"400ms\"\n");
@@ -80,7 +79,6 @@ fn sigkill_mid_transaction_loses_and_duplicates_nothing() {
 }
 
 #[test]
-#[ignore = "needs Kafka and the models: run scripts/test.sh"]
 fn second_processor_joining_mid_stream_loses_and_duplicates_nothing() {
     // Small, slowed-down transactions keep the stream going long enough for the join to matter.
     let fx = Fixture::new("join", 4, "[batch]\nmax_batch = 8\n[faults]\ndelay_before_commit = \"100ms\"\n");
@@ -103,7 +101,6 @@ fn second_processor_joining_mid_stream_loses_and_duplicates_nothing() {
 }
 
 #[test]
-#[ignore = "needs Kafka and the models: run scripts/test.sh"]
 fn every_bad_input_goes_to_the_dead_letter_topic_with_its_reason() {
     let fx = Fixture::new("bad", 1, "[limits]\nmax_payload_bytes = 4096\nmax_text_bytes = 1000\n");
     let good = |i: usize| {

@@ -2,30 +2,14 @@
 //! requests makes `tidal scale run` start more `tidal serve` processes, the lag drains, every
 //! request is answered exactly once, and the replicas return to the minimum; a stalled group is
 //! reported and not scaled up.
+#![cfg(feature = "broker-tests")]
 
 mod common;
 
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{brokers, terminate, Fixture, Reader};
 use tidal::scale::observe::Observer;
-
-fn spawn_scaler(fx: &Fixture, scale_toml: &str) -> (Child, std::path::PathBuf) {
-    let path = fx.dir.path().join("scale.toml");
-    std::fs::write(&path, scale_toml).unwrap();
-    let log = fx.dir.path().join("scale.log");
-    let child = Command::new(env!("CARGO_BIN_EXE_tidal"))
-        .args(["scale", "run", "--brokers", &brokers(), "--config"])
-        .arg(&path)
-        .env("TIDAL_LOG", "info,librdkafka=warn")
-        .env("NO_COLOR", "1")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .expect("start tidal scale run");
-    (child, log)
-}
 
 /// Watches `group` on the fixture's request topic, as the scaler does.
 fn observer_of(group: &str, fx: &Fixture) -> Observer {
@@ -34,7 +18,7 @@ fn observer_of(group: &str, fx: &Fixture) -> Observer {
 }
 
 fn members(observer: &Observer) -> u32 {
-    observer.snapshot(0.0).map(|s| s.members).unwrap_or(0)
+    observer.snapshot(0.0).map(|s| s.consumers).unwrap_or(0)
 }
 
 fn wait_for(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
@@ -49,19 +33,15 @@ fn wait_for(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
 }
 
 #[test]
-#[ignore = "needs Kafka and the models: run scripts/test.sh"]
 fn a_burst_scales_out_drains_exactly_once_and_scales_back() {
     let fx = Fixture::new("scale", 4, "");
     let group = format!("tidal-{}", fx.prefix);
-    let scale_toml = format!(
-        r#"
-[watch]
-group = "{group}"
-topics = ["{requests}"]
-interval = "1s"
-metrics_listen = ""
-decisions_topic = "{prefix}.decisions"
-[policies]
+    let scale_toml = common::scale_toml(
+        &group,
+        &fx.requests(),
+        &format!("decisions_topic = \"{}.decisions\"", fx.prefix),
+        &format!(
+            r#"[policies]
 min_replicas = 1
 max_replicas = 2
 [policies.lag]
@@ -72,14 +52,13 @@ stabilization = "6s"
 kind = "local"
 instance_prefix = "scaled"
 metrics_base_port = 0
-serve_args = ["--config", "{config}", "--no-pin"]
+serve_args = ["--config", "{}", "--no-pin"]
 "#,
-        requests = fx.requests(),
-        config = fx.config_path.display(),
-        prefix = fx.prefix
+            fx.config_path.display()
+        ),
     );
     fx.create_topic(&format!("{}.decisions", fx.prefix), 1);
-    let (mut scaler, log) = spawn_scaler(&fx, &scale_toml);
+    let (mut scaler, log) = fx.spawn_scaler(&scale_toml);
     let observer = observer_of(&group, &fx);
     wait_for("the first processor to join", Duration::from_secs(60), || members(&observer) >= 1);
 
@@ -102,9 +81,7 @@ serve_args = ["--config", "{config}", "--no-pin"]
     let status = terminate(&mut scaler, Duration::from_secs(60));
     println!("burst → second processor in {scaled_after:?}; all {} results in {drained_after:?}", requests.len());
 
-    let counts = committed.id_counts();
-    assert!(counts.values().all(|&c| c == 1), "duplicates in read_committed");
-    assert_eq!(counts.len(), requests.len(), "every request answered");
+    common::assert_exactly_once(&committed, &requests);
     let writers: std::collections::HashSet<String> = committed
         .records
         .iter()
@@ -127,7 +104,6 @@ serve_args = ["--config", "{config}", "--no-pin"]
 }
 
 #[test]
-#[ignore = "needs Kafka: run scripts/test.sh"]
 fn a_stalled_group_is_reported_and_not_scaled_up() {
     use rdkafka::consumer::{BaseConsumer, Consumer};
     use rdkafka::ClientConfig;
@@ -145,27 +121,19 @@ fn a_stalled_group_is_reported_and_not_scaled_up() {
     while stuck.assignment().map(|a| a.count()).unwrap_or(0) == 0 && Instant::now() < until {
         stuck.poll(Duration::from_millis(100));
     }
-    let scale_toml = format!(
-        r#"
-[watch]
-group = "{group}"
-topics = ["{requests}"]
-interval = "1s"
-metrics_listen = ""
-[policies]
+    let policies = r#"[policies]
 min_replicas = 1
 max_replicas = 4
-rate = {{ per_replica_rate = 1000.0 }}
+rate = { per_replica_rate = 1000.0 }
 [policies.lag]
 lag_threshold = 1000
 [policies.damping]
 stall_after = 2
 [actuator]
 kind = "dry-run"
-"#,
-        requests = fx.requests()
-    );
-    let (mut scaler, log) = spawn_scaler(&fx, &scale_toml);
+"#;
+    let scale_toml = common::scale_toml(&group, &fx.requests(), "", policies);
+    let (mut scaler, log) = fx.spawn_scaler(&scale_toml);
     // Load arrives steadily; nothing is processed. By the end the lag (~3,000) asks for 3 replicas.
     let started = Instant::now();
     let mut n = 0;
@@ -185,35 +153,25 @@ kind = "dry-run"
 }
 
 #[test]
-#[ignore = "needs Kafka: run scripts/test.sh"]
 fn an_override_record_wins_and_grows_partitions_when_allowed() {
     let fx = Fixture::new("override", 1, "");
     let group = format!("tidal-{}", fx.prefix);
     let override_topic = format!("{}.override", fx.prefix);
     fx.create_topic(&override_topic, 1);
-    let scale_toml = format!(
-        r#"
-[watch]
-group = "{group}"
-topics = ["{requests}"]
-interval = "1s"
-metrics_listen = ""
-max_partitions = 3
-override_topic = "{override_topic}"
-[policies]
+    let watch = format!("max_partitions = 3\noverride_topic = \"{override_topic}\"");
+    let policies = r#"[policies]
 min_replicas = 1
 max_replicas = 4
 [policies.damping]
 stabilization = "1s"
 [actuator]
 kind = "dry-run"
-"#,
-        requests = fx.requests()
-    );
-    let (mut scaler, log) = spawn_scaler(&fx, &scale_toml);
+"#;
+    let scale_toml = common::scale_toml(&group, &fx.requests(), &watch, policies);
+    let (mut scaler, log) = fx.spawn_scaler(&scale_toml);
     let observer = observer_of(&group, &fx);
     let tidal_override = |value: &str| {
-        let status = Command::new(env!("CARGO_BIN_EXE_tidal"))
+        let status = common::tidal()
             .args(["scale", "override", "--brokers", &brokers(), "--topic", &override_topic])
             .args(if value == "clear" { vec!["--clear"] } else { vec![value] })
             .status()
@@ -234,4 +192,88 @@ kind = "dry-run"
     assert!(text.contains("policy=\"override\""), "{text}");
     assert!(text.contains("added partitions"), "{text}");
     assert!(status.is_some_and(|s| s.success()), "scaler exit {status:?}");
+}
+
+#[test]
+fn replicas_with_two_workers_are_counted_as_processes_not_consumers() {
+    // 4 partitions, 2 workers per replica: at most 2 replicas can all own partitions. Counting
+    // consumers as replicas would start a third and a fourth whose consumers sit idle.
+    let fx = Fixture::new("scale2w", 4, "");
+    let group = format!("tidal-{}", fx.prefix);
+    let policies = format!(
+        r#"[policies]
+min_replicas = 1
+max_replicas = 4
+[policies.lag]
+lag_threshold = 300
+[policies.damping]
+stabilization = "6s"
+[actuator]
+kind = "local"
+instance_prefix = "w2-"
+metrics_base_port = 0
+serve_args = ["--config", "{}", "--no-pin", "--workers", "2"]
+"#,
+        fx.config_path.display()
+    );
+    let (mut scaler, log) = fx.spawn_scaler(&common::scale_toml(&group, &fx.requests(), "", &policies));
+    let observer = observer_of(&group, &fx);
+    wait_for("the first replica's two consumers", Duration::from_secs(60), || members(&observer) >= 2);
+
+    let requests: Vec<(String, String)> =
+        (0..3000).map(|i| (format!("w{i}"), common::LABELLED[i % common::LABELLED.len()].0.to_string())).collect();
+    fx.produce_texts(&requests);
+    let mut committed = Reader::new(&fx.results(), true);
+    let (mut most_replicas, mut most_consumers) = (0, 0);
+    let until = Instant::now() + Duration::from_secs(240);
+    while committed.records.len() < requests.len() && Instant::now() < until {
+        committed.poll_for(Duration::from_millis(500));
+        if let Ok(snapshot) = observer.snapshot(0.0) {
+            most_replicas = most_replicas.max(snapshot.replicas);
+            most_consumers = most_consumers.max(snapshot.consumers);
+        }
+    }
+    committed.poll_for(Duration::from_secs(2));
+    let status = terminate(&mut scaler, Duration::from_secs(60));
+    let text = std::fs::read_to_string(&log).unwrap();
+    println!("lag 3,000 / threshold 300 → at most {most_replicas} replicas ({most_consumers} consumers)");
+    common::assert_exactly_once(&committed, &requests);
+    assert_eq!(most_replicas, 2, "scaled out to the 2 replicas 4 partitions feed, no more:\n{text}");
+    assert_eq!(most_consumers, 4, "each replica brought its 2 consumers");
+    assert!(!text.contains("to=3") && !text.contains("to=4"), "no decision beyond 2 replicas:\n{text}");
+    assert!(status.is_some_and(|s| s.success()), "scaler exit {status:?}");
+}
+
+#[test]
+fn the_observer_reads_committed_offsets_while_transactions_hold_new_ones() {
+    // Every transaction stays open 12 s with the batch's offsets in it: the coordinator holds
+    // offsets for the group nearly all the time, as under continuous exactly-once load. An
+    // observer asking for stable offsets would wait out its 10 s timeout each time.
+    let fx = Fixture::on_broker(
+        "observe-eos",
+        &brokers(),
+        1,
+        "transaction_timeout = \"60s\"\ncall_timeout = \"40s\"",
+        "[batch]\nmax_batch = 5\n[faults]\ndelay_before_commit = \"12s\"\n",
+    );
+    let group = format!("tidal-{}", fx.prefix);
+    let requests = common::requests(40);
+    fx.produce_texts(&requests);
+    let _server = fx.spawn("eos");
+    let observer = observer_of(&group, &fx);
+    let mut committed = Reader::new(&fx.results(), true);
+    committed.read_until(5, Duration::from_secs(90)); // the first transaction committed
+    let mut waits = Vec::new();
+    let mut progress = Vec::new();
+    for _ in 0..6 {
+        let started = Instant::now();
+        let snapshot = observer.snapshot(0.0).expect("an observation while a transaction holds offsets");
+        waits.push(started.elapsed().as_secs_f64());
+        progress.push(snapshot.partitions[0].committed.unwrap_or(0));
+        std::thread::sleep(Duration::from_secs(3));
+    }
+    println!("observation times with transactions open: {waits:.2?} s; committed offsets seen {progress:?}");
+    assert!(waits.iter().all(|&w| w < 3.0), "an observation waited on open transactions: {waits:?}");
+    assert!(progress[0] >= 5 && progress.windows(2).all(|w| w[0] <= w[1]), "committed offsets: {progress:?}");
+    assert!(progress.last() > progress.first(), "later commits are seen: {progress:?}");
 }

@@ -3,43 +3,18 @@
 //! file serves nothing before the README's ACLs exist and everything, exactly once, after, and
 //! the password never appears in its log; over TLS (a CA made for the test), a processor that
 //! trusts that CA serves exactly once.
+#![cfg(feature = "broker-tests")]
 
 mod common;
 
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{Reader, Server};
+use common::{tidal, OwnBroker, Reader, Server};
 
 const PORT: u16 = 19692;
 
 const TLS_PORT: u16 = 19792;
-
-/// A broker of its own (scripts/kafka.sh, with `env` selecting SASL or TLS listeners), stopped
-/// when dropped.
-struct OwnBroker(u16);
-
-impl OwnBroker {
-    fn start(port: u16, env: (&str, &str)) -> OwnBroker {
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/kafka.sh");
-        let _ = Command::new("bash").args([script, "stop", &port.to_string()]).output();
-        let started = Command::new("bash")
-            .args([script, "start", &port.to_string()])
-            .env(env.0, env.1)
-            .stdout(Stdio::null())
-            .status()
-            .expect("run scripts/kafka.sh");
-        assert!(started.success(), "the broker did not start ({}={})", env.0, env.1);
-        OwnBroker(port)
-    }
-}
-
-impl Drop for OwnBroker {
-    fn drop(&mut self) {
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/kafka.sh");
-        let _ = Command::new("bash").args([script, "stop", &self.0.to_string()]).output();
-    }
-}
 
 /// A serve config in `dir` for one unpinned sentiment worker on `port`, with `security` as the
 /// body of `[kafka.security]`.
@@ -71,10 +46,9 @@ fn produce_requests(brokers: &str, requests: &[(String, String)]) {
 }
 
 #[test]
-#[ignore = "needs Kafka's jars, openssl and the models: run scripts/test.sh"]
 fn a_processor_connected_over_tls_serves_exactly_once() {
     let tls = tempfile::tempdir().unwrap();
-    let _broker = OwnBroker::start(TLS_PORT, ("TIDAL_KAFKA_TLS_DIR", tls.path().to_str().unwrap()));
+    let _broker = OwnBroker::start_with(TLS_PORT, &[("TIDAL_KAFKA_TLS_DIR", tls.path().to_str().unwrap())]);
     let plaintext = format!("127.0.0.1:{TLS_PORT}");
     apply_topics(&plaintext);
     let requests = common::requests(30);
@@ -95,12 +69,6 @@ fn a_processor_connected_over_tls_serves_exactly_once() {
     common::assert_exactly_once(&results, &requests);
 }
 
-fn tidal() -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_tidal"));
-    command.env("NO_COLOR", "1");
-    command
-}
-
 /// The README block after `<!-- checked: acls -->`, with `kafka-acls.sh` run from Kafka's jars.
 fn readme_acls(brokers: &str) -> String {
     let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
@@ -109,7 +77,7 @@ fn readme_acls(brokers: &str) -> String {
     let body = &after[after.find("```").unwrap()..];
     let body = &body[body.find('\n').unwrap() + 1..];
     let block = &body[..body.find("\n```").unwrap()];
-    let libs = tidal::config::tidal_home().join("kafka-4.1.1/libs");
+    let libs = tidal::install::kafka_libs();
     format!(
         "kafka-acls.sh() {{ java -cp '{}/*' org.apache.kafka.tools.AclCommand \"$@\" >/dev/null; }}\n{}",
         libs.display(),
@@ -118,10 +86,9 @@ fn readme_acls(brokers: &str) -> String {
 }
 
 #[test]
-#[ignore = "needs Kafka's jars and the models: run scripts/test.sh"]
 fn a_scram_processor_serves_exactly_once_with_the_documented_acls_and_no_more() {
     let password = format!("pw-{}", std::process::id() * 7919);
-    let _broker = OwnBroker::start(PORT, ("TIDAL_KAFKA_SASL_USERS", &format!("tidal:{password}")));
+    let _broker = OwnBroker::start_with(PORT, &[("TIDAL_KAFKA_SASL_USERS", &format!("tidal:{password}"))]);
     let plaintext = format!("127.0.0.1:{PORT}");
     apply_topics(&plaintext);
     let dir = tempfile::tempdir().unwrap();

@@ -33,35 +33,83 @@ pub use rest::ClientPolicy;
 /// Partitions of each benchmark topic (more than any worker count measured here).
 const PARTITIONS: i32 = 4;
 
-/// What to measure and how hard.
-#[derive(Debug, Clone)]
+/// What to measure and how hard: the options of `tidal bench`, parsed straight from its command
+/// line.
+#[derive(Debug, Clone, clap::Args)]
 pub struct BenchConfig {
+    /// Kafka bootstrap servers (host:port[,host:port]).
+    #[arg(long, env = "TIDAL_BROKERS", default_value = "127.0.0.1:9092")]
     pub brokers: String,
-    /// Length of each timed phase (each capacity backlog holds about this much work).
+    /// Length of each timed phase; capacity backlogs hold about this much work.
+    #[arg(long, default_value = "15s", value_parser = humantime::parse_duration)]
     pub duration: Duration,
+    /// Most requests per batch (the limit runs at this batch size too).
+    #[arg(long, default_value_t = 32)]
     pub max_batch: usize,
+    /// tidal worker threads (default: CPUs − 1).
+    #[arg(long, default_value_t = 0)]
     pub workers: usize,
-    pub pin: bool,
-    /// Open-loop loads as fractions of the measured capacity.
+    /// Do not pin tidal's workers (nor the limit's loop) to cores.
+    #[arg(long)]
+    pub no_pin: bool,
+    /// Open-loop loads, as percentages of tidal's measured capacity.
+    #[arg(long, value_delimiter = ',', default_value = "50,80,100")]
     pub loads: Vec<f64>,
-    /// Python with confluent-kafka, onnxruntime, tokenizers, flask and gunicorn; `None` skips
-    /// the baselines.
+    /// Python for the baselines (needs confluent-kafka, onnxruntime, tokenizers, flask,
+    /// gunicorn; scripts/bench.sh installs them). Without it the baselines are skipped.
+    #[arg(long)]
     pub python: Option<PathBuf>,
-    /// Folder of the baseline scripts (`benches/baselines`).
+    /// Folder of the baseline scripts.
+    #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/baselines"))]
     pub baselines: PathBuf,
+    /// Port of the REST baseline.
+    #[arg(long, default_value_t = 18765)]
     pub rest_port: u16,
+    /// Concurrent clients when measuring REST's capacity.
+    #[arg(long, default_value_t = 4)]
     pub rest_clients: usize,
-    pub rest_policy: ClientPolicy,
-    /// Load on REST (and on tidal, for the comparison) as a multiple of REST's capacity.
+    /// REST client timeout per attempt.
+    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+    pub rest_timeout: Duration,
+    /// REST client retries after the first attempt (backoff 100 ms, doubling).
+    #[arg(long, default_value_t = 2)]
+    pub rest_retries: u32,
+    /// Load on REST (and on tidal, for comparison) as a multiple of REST's capacity.
+    #[arg(long, default_value_t = 1.5)]
     pub rest_overload: f64,
     /// Skip the at-least-once runs.
+    #[arg(long)]
     pub skip_at_least_once: bool,
-    /// Also drain a backlog this long (exactly-once) and report throughput minute by minute.
+    /// Also drain a backlog this long with tidal exactly-once and report throughput per minute
+    /// (e.g. 10m).
+    #[arg(long, value_parser = humantime::parse_duration)]
     pub steady: Option<Duration>,
-    /// Where report.json, bench.png and the targets' logs go.
+    /// Folder for report.json, bench.png and the targets' logs.
+    #[arg(long, env = "TIDAL_BENCH_OUT", default_value = "target/bench")]
     pub out: PathBuf,
-    /// Model location and the rest of the processor's settings.
-    pub serve: ServeConfig,
+    /// Folder the model manifests' files resolve against.
+    #[arg(long, env = "TIDAL_MODEL_DIR")]
+    pub model_dir: Option<PathBuf>,
+}
+
+impl BenchConfig {
+    /// Checks what clap cannot.
+    pub fn validate(&self) -> Result<()> {
+        crate::config::validate_brokers(&self.brokers)?;
+        if self.loads.iter().any(|l| !(1.0..=300.0).contains(l)) {
+            return Err(Error::Config("--loads are percentages of capacity between 1 and 300, e.g. 50,80,100".into()));
+        }
+        Ok(())
+    }
+
+    /// The processor's settings: the defaults, with the model folder given.
+    fn serve(&self) -> ServeConfig {
+        ServeConfig { model_dir: self.model_dir.clone(), ..ServeConfig::default() }
+    }
+
+    fn rest_policy(&self) -> ClientPolicy {
+        ClientPolicy { timeout: self.rest_timeout, retries: self.rest_retries, backoff: Duration::from_millis(100) }
+    }
 }
 
 fn bar(len: u64, message: String) -> ProgressBar {
@@ -79,20 +127,21 @@ fn timed_bar(duration: Duration, message: String) -> ProgressBar {
 
 /// Runs every phase and returns the report (also written to `config.out`).
 pub fn run(config: &BenchConfig) -> Result<Report> {
+    config.validate()?;
     std::fs::create_dir_all(&config.out).map_err(|e| Error::Io { path: config.out.clone(), source: e })?;
     let kafka = KafkaConfig { brokers: config.brokers.clone(), ..KafkaConfig::default() };
     let nonce = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
     let cores = core_affinity::get_core_ids().unwrap_or_default();
     // The core tidal's first worker pins itself to (core 0 stays with the OS).
-    let worker_core = (config.pin && !cores.is_empty()).then(|| cores[1 % cores.len()]);
+    let worker_core = (!config.no_pin && !cores.is_empty()).then(|| cores[1 % cores.len()]);
     let mut report = Report::default();
 
     let progress = timed_bar(config.duration, format!("limit: model alone, batch {}", config.max_batch));
-    let limit = limit::measure(&config.serve, config.max_batch, config.duration, worker_core, &progress)?;
+    let limit = limit::measure(&config.serve(), config.max_batch, config.duration, worker_core, &progress)?;
     progress.finish();
     let short = config.duration / 3;
     let progress = timed_bar(short, "limit: model alone, batch 1".into());
-    report.limit_batch1 = Some(limit::measure(&config.serve, 1, short, worker_core, &progress)?);
+    report.limit_batch1 = Some(limit::measure(&config.serve(), 1, short, worker_core, &progress)?);
     progress.finish();
     let backlog = ((limit.throughput * config.duration.as_secs_f64()) as u64).max(200);
     report.limit = Some(limit);
@@ -117,14 +166,14 @@ pub fn run(config: &BenchConfig) -> Result<Report> {
     }
 
     report.write_json(&config.out)?;
-    let font = crate::scale::simulate::load_font(None);
+    let font = crate::chart::load_font(None);
     report.write_chart(&config.out, font.as_ref())?;
     Ok(report)
 }
 
 fn rest_phase(config: &BenchConfig, python: &std::path::Path, report: &mut Report) -> Result<()> {
     let _server =
-        processes::start_rest(python, &config.baselines, config.rest_port, &config.serve.model_dir(), &config.out)?;
+        processes::start_rest(python, &config.baselines, config.rest_port, &config.serve().model_dir(), &config.out)?;
     let url = format!("http://127.0.0.1:{}/predict", config.rest_port);
     // Warm-up (the first runs of a session allocate), not measured.
     let warm_up = Duration::from_secs(2);
@@ -134,7 +183,7 @@ fn rest_phase(config: &BenchConfig, python: &std::path::Path, report: &mut Repor
     progress.finish();
     let rate = capacity.throughput * config.rest_overload;
     let progress = timed_bar(config.duration, format!("REST: open loop at {:.1}x capacity", config.rest_overload));
-    let mut overload = rest::open_loop(&url, rate, config.duration, config.rest_policy, 1 << 40, &progress)?;
+    let mut overload = rest::open_loop(&url, rate, config.duration, config.rest_policy(), 1 << 40, &progress)?;
     progress.finish();
     overload.name = format!("REST at {:.1}x capacity ({rate:.0}/s)", config.rest_overload);
     report.rest_capacity = Some(capacity);
@@ -165,7 +214,7 @@ fn python_stream_phase(
         &config.baselines,
         &config.brokers,
         (&requests, &results),
-        &config.serve.model_dir(),
+        &config.serve().model_dir(),
         &config.out,
     )?;
     let progress = bar(n, "Python stream: draining the backlog".into());
@@ -223,7 +272,7 @@ fn drain_backlog(
         prefix,
         delivery,
         workers: config.workers,
-        pin: config.pin,
+        pin: !config.no_pin,
         max_batch: config.max_batch,
         out: &config.out,
     };
@@ -258,8 +307,11 @@ fn tidal_phase(
         return Err(Error::Bench(format!("tidal answered {} of {backlog}; see {}", capacity.results, log.display())));
     }
     let mut next = backlog;
-    let mut loads: Vec<(String, f64)> =
-        config.loads.iter().map(|f| (format!("tidal {mode} {:.0}%", f * 100.0), f * capacity.throughput)).collect();
+    let mut loads: Vec<(String, f64)> = config
+        .loads
+        .iter()
+        .map(|percent| (format!("tidal {mode} {percent:.0}%"), percent / 100.0 * capacity.throughput))
+        .collect();
     if let Some(rate) = extra_rate {
         loads.push((format!("tidal {mode} at the REST overload ({rate:.0}/s)"), rate));
     }

@@ -6,11 +6,12 @@ use std::path::Path;
 
 use ab_glyph::FontVec;
 use image::{Rgb, RgbImage};
-use imageproc::drawing::{draw_filled_rect_mut, draw_line_segment_mut, draw_text_mut};
+use imageproc::drawing::{draw_filled_rect_mut, draw_line_segment_mut};
 use imageproc::rect::Rect;
 use serde::Serialize;
 
 use super::measure::RunResult;
+use crate::chart::{self, text};
 use crate::error::{Error, Result};
 
 /// Everything one `tidal bench` measured.
@@ -138,7 +139,7 @@ impl Report {
     /// latency percentiles (log scale) for the open-loop runs.
     pub fn write_chart(&self, dir: &Path, font: Option<&FontVec>) -> Result<()> {
         let (width, height) = (1200u32, 900u32);
-        let mut img = RgbImage::from_pixel(width, height, Rgb([255, 255, 255]));
+        let mut img = chart::canvas(width, height);
         let series: Vec<&RunResult> = [
             &self.limit,
             &self.exactly_once,
@@ -154,8 +155,7 @@ impl Report {
         draw_throughput(&mut img, &series, (70, 50, width - 260, 380), font);
         let open: Vec<&RunResult> = self.latency.iter().chain(&self.rest_overload).collect();
         draw_latency(&mut img, &open, (70, 500, width - 40, 820), font);
-        let path = dir.join("bench.png");
-        img.save(&path).map_err(|e| Error::Io { path, source: std::io::Error::other(e.to_string()) })
+        chart::save(&img, &dir.join("bench.png"))
     }
 }
 
@@ -178,18 +178,10 @@ const PALETTE: [Rgb<u8>; 8] = [
     Rgb([23, 190, 207]),
 ];
 
-fn text(img: &mut RgbImage, font: Option<&FontVec>, x: i32, y: i32, size: f32, colour: Rgb<u8>, s: &str) {
-    if let Some(font) = font {
-        draw_text_mut(img, colour, x, y, size, font, s);
-    }
-}
-
 /// Lines of answers per second against seconds since each run started.
 fn draw_throughput(img: &mut RgbImage, runs: &[&RunResult], frame: (u32, u32, u32, u32), font: Option<&FontVec>) {
     let (left, top, right, bottom) = (frame.0 as f32, frame.1 as f32, frame.2 as f32, frame.3 as f32);
-    let grey = Rgb([160, 160, 160]);
-    draw_line_segment_mut(img, (left, top), (left, bottom), grey);
-    draw_line_segment_mut(img, (left, bottom), (right, bottom), grey);
+    chart::axes(img, left, top, right, bottom);
     let max_y = runs.iter().flat_map(|r| r.per_second.iter()).fold(1.0f64, |a, &b| a.max(b)) * 1.1;
     let max_x = runs.iter().map(|r| r.per_second.len()).max().unwrap_or(1).max(2) as f64;
     let x = |t: f64| left + (right - left) * (t / max_x) as f32;
@@ -216,9 +208,7 @@ fn draw_throughput(img: &mut RgbImage, runs: &[&RunResult], frame: (u32, u32, u3
 fn draw_latency(img: &mut RgbImage, runs: &[&RunResult], frame: (u32, u32, u32, u32), font: Option<&FontVec>) {
     let (left, top, right, bottom) = frame;
     let black = Rgb([0, 0, 0]);
-    let grey = Rgb([160, 160, 160]);
-    draw_line_segment_mut(img, (left as f32, top as f32), (left as f32, bottom as f32), grey);
-    draw_line_segment_mut(img, (left as f32, bottom as f32), (right as f32, bottom as f32), grey);
+    chart::axes(img, left as f32, top as f32, right as f32, bottom as f32);
     text(
         img,
         font,

@@ -14,7 +14,7 @@ use serde_json::{Map, Value};
 
 use super::{BadInput, BadInputKind};
 use crate::config::Limits;
-use crate::vision::decode_image;
+use crate::vision::{decode_image, ImageLimits, ImageProblem, ImageRejected};
 
 /// Header naming a raw record value's media type (`image/jpeg`, `image/png`).
 pub const HEADER_CONTENT_TYPE: &str = "content-type";
@@ -98,7 +98,7 @@ pub fn decode_request(
             ));
         }
         let id = checked_id(headers.id.map_or_else(default_id, str::to_string), limits)?;
-        let image = decode_image(bytes, &limits.image())?;
+        let image = decode_image(bytes, &image_limits(limits)).map_err(|rejected| bad_image(rejected, None))?;
         return Ok(Request { id, deadline_ms: None, input: Input::Image(image) });
     }
     let text = std::str::from_utf8(bytes).map_err(|e| {
@@ -178,7 +178,25 @@ fn image_field(fields: &Map<String, Value>, name: &str, limits: &Limits) -> Resu
         .decode(cleaned.as_bytes())
         .or_else(|_| base64::engine::general_purpose::STANDARD_NO_PAD.decode(cleaned.as_bytes()))
         .map_err(|e| BadInput::new(BadInputKind::InvalidBase64, format!("field '{name}' is not valid base64: {e}")))?;
-    decode_image(&bytes, &limits.image()).map_err(|bad| BadInput::new(bad.kind, format!("'{name}': {}", bad.reason)))
+    decode_image(&bytes, &image_limits(limits)).map_err(|rejected| bad_image(rejected, Some(name)))
+}
+
+/// The decoder's bounds, from the configured limits.
+fn image_limits(limits: &Limits) -> ImageLimits {
+    ImageLimits { max_side: limits.max_image_side, max_pixels: limits.max_image_pixels }
+}
+
+/// A refused image as bad input; `field` names the JSON field it came from.
+fn bad_image(rejected: ImageRejected, field: Option<&str>) -> BadInput {
+    let kind = match rejected.problem {
+        ImageProblem::Unsupported => BadInputKind::UnsupportedImage,
+        ImageProblem::Corrupt => BadInputKind::CorruptImage,
+        ImageProblem::TooLarge => BadInputKind::ImageTooLarge,
+    };
+    match field {
+        Some(name) => BadInput::new(kind, format!("'{name}': {}", rejected.reason)),
+        None => BadInput::new(kind, rejected.reason),
+    }
 }
 
 /// A present, non-null field.

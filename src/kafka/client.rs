@@ -117,6 +117,17 @@ pub fn read_committed_consumer_config(kafka: &KafkaConfig, group_id: &str) -> Re
     Ok(config)
 }
 
+/// A reader of a group's committed offsets from outside the group (the scaler, `tidal status`):
+/// `read_uncommitted`, because librdkafka asks for *stable* offsets under `read_committed` and
+/// the coordinator refuses those while a transaction holds offsets for the group, which under
+/// continuous exactly-once load is nearly always. Committed offsets are what lag is measured
+/// against either way.
+pub fn group_offsets_reader_config(kafka: &KafkaConfig, group_id: &str) -> Result<ClientConfig> {
+    let mut config = base_config(kafka, "tidal-observer")?;
+    config.set("group.id", group_id).set("enable.auto.commit", "false").set("isolation.level", "read_uncommitted");
+    Ok(config)
+}
+
 /// A plain idempotent producer for tools (`tidal produce`).
 pub fn plain_producer_config(kafka: &KafkaConfig) -> Result<ClientConfig> {
     let mut config = base_config(kafka, "tidal-producer")?;

@@ -10,7 +10,7 @@ use serde::Deserialize;
 use super::actuator::ActuatorConfig;
 use super::decide::PolicyConfig;
 use super::run::WatchConfig;
-use super::simulate::Model;
+use super::simulate::ReplicaModel;
 use crate::error::{Error, Result};
 
 /// The whole file; every table optional.
@@ -50,8 +50,8 @@ impl Default for SimulationConfig {
 }
 
 impl SimulationConfig {
-    pub fn model(&self) -> Model {
-        Model {
+    pub fn model(&self) -> ReplicaModel {
+        ReplicaModel {
             per_replica_rate: self.per_replica_rate,
             partitions: self.partitions,
             startup: self.startup,
@@ -61,6 +61,11 @@ impl SimulationConfig {
 }
 
 impl ScaleConfig {
+    /// The configuration of `path`, or the defaults without one.
+    pub fn load(path: Option<&Path>) -> Result<Self> {
+        path.map_or_else(|| Ok(ScaleConfig::default()), ScaleConfig::from_file)
+    }
+
     /// Reads and checks a file.
     pub fn from_file(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|source| Error::Io { path: path.into(), source })?;

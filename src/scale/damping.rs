@@ -75,10 +75,12 @@ impl Damper {
         now: f64,
         current: u32,
         wanted: u32,
-        partitions: u32,
+        replica_slots: u32,
         stalled: bool,
     ) -> Damped {
-        let wanted = if config.even_spread { even_spread(wanted, partitions) } else { wanted };
+        // `replica_slots`: the most replicas that all get partitions (partitions ÷ consumers per
+        // replica); spreading evenly over them spreads the partitions evenly.
+        let wanted = if config.even_spread { even_spread(wanted, replica_slots) } else { wanted };
         self.wishes.push_back((now, wanted));
         let window = config.stabilization.as_secs_f64();
         while self.wishes.front().is_some_and(|(t, _)| *t < now - window) {

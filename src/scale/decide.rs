@@ -93,7 +93,7 @@ impl Scaler {
     pub fn decide(&mut self, now: &Observation, seconds_of_day: u32, override_replicas: Option<u32>) -> Decision {
         self.learn(now);
         let stalled =
-            self.damper.observe_progress(&self.config.damping, now.total_lag, now.processing_rate, now.members);
+            self.damper.observe_progress(&self.config.damping, now.total_lag, now.processing_rate, now.consumers);
         let c = &self.config;
         let mut wishes: Vec<Wish> = Vec::new();
         wishes.extend(c.lag.as_ref().and_then(|p| p.wish(now)));
@@ -123,11 +123,22 @@ impl Scaler {
                 stalled,
             };
         }
-        let bounded = wanted.clamp(c.min_replicas, c.max_replicas.max(c.min_replicas));
+        let mut bounded = wanted.clamp(c.min_replicas, c.max_replicas.max(c.min_replicas));
         if bounded != wanted {
             reason.push_str(&format!("; clamped to {bounded} (max_replicas {})", c.max_replicas));
         }
-        let damped = self.damper.damp(&c.damping, now.at, now.replicas, bounded, now.partitions, stalled);
+        // Replicas beyond the partitions would idle (unless the lag policy asks for idle ones).
+        let idle_allowed = c.lag.as_ref().is_some_and(|l| l.allow_idle_consumers);
+        let cap = now.replica_cap().max(c.min_replicas);
+        if !idle_allowed && now.partitions > 0 && bounded > cap {
+            bounded = cap;
+            reason.push_str(&format!(
+                "; capped at {cap}: {} partitions for {} consumers per replica",
+                now.partitions.max(now.max_partitions),
+                now.consumers_per_replica()
+            ));
+        }
+        let damped = self.damper.damp(&c.damping, now.at, now.replicas, bounded, now.useful_replicas(), stalled);
         if let Some(note) = damped.note {
             reason.push_str("; ");
             reason.push_str(&note);
@@ -142,9 +153,12 @@ impl Scaler {
         while self.rates.front().is_some_and(|(t, _)| *t < now.at - keep) {
             self.rates.pop_front();
         }
-        let busy = now.members.min(now.partitions).min(now.replicas.max(now.members));
-        if now.total_lag > 0 && now.processing_rate > 0.0 && busy > 0 {
-            let sample = now.processing_rate / f64::from(busy);
+        // Per replica, not per consumer: a replica with W workers is W consumers.
+        let busy_consumers = now.consumers.min(now.partitions);
+        let busy = (f64::from(busy_consumers) / f64::from(now.consumers_per_replica()))
+            .min(f64::from(now.replicas.max(now.serving)));
+        if now.total_lag > 0 && now.processing_rate > 0.0 && busy > 0.0 {
+            let sample = now.processing_rate / busy;
             self.per_replica = Some(match self.per_replica {
                 Some(old) => 0.7 * old + 0.3 * sample,
                 None => sample,
@@ -165,7 +179,9 @@ mod tests {
             ingest_rate: ingest,
             processing_rate: processing,
             partitions: 8,
-            members: replicas,
+            max_partitions: 0,
+            consumers: replicas,
+            serving: replicas,
             replicas,
         }
     }
@@ -222,6 +238,26 @@ mod tests {
         assert_eq!(s.measured_per_replica(), None, "no lag: replicas may be idle, nothing learned");
         s.decide(&obs(5.0, 500, 200.0, 80.0, 2), 0, None);
         assert_eq!(s.measured_per_replica(), Some(40.0));
+    }
+
+    #[test]
+    fn replicas_with_several_workers_are_counted_as_replicas_not_consumers() {
+        let mut cfg = config();
+        cfg.rate = Some(RatePolicy { per_replica_rate: None, headroom: 0.0, target_drain: Duration::from_secs(10) });
+        cfg.max_replicas = 20;
+        let mut s = Scaler::new(cfg);
+        // 2 replicas × 2 workers = 4 consumers on 8 partitions, 80/s between them.
+        let two_by_two = Observation { consumers: 4, serving: 2, ..obs(0.0, 500, 200.0, 80.0, 2) };
+        let d = s.decide(&two_by_two, 0, None);
+        assert_eq!(s.measured_per_replica(), Some(40.0), "per replica (80 / 2), not per consumer (80 / 4)");
+        // 200/s + 500 over 10 s = 250/s at 40/s per replica → 7 replicas (at 20/s per consumer: 13),
+        // capped at the 4 that 8 partitions feed.
+        assert_eq!((d.wanted, d.replicas, d.policy), (4, 4, "rate"), "{d:?}");
+        assert!(d.reason.contains("→ 7"), "{}", d.reason);
+        assert!(d.reason.contains("capped at 4"), "{}", d.reason);
+        let growable = Observation { max_partitions: 16, ..two_by_two };
+        assert_eq!(growable.replica_cap(), 8, "with partitions allowed to grow to 16");
+        assert_eq!(two_by_two.useful_replicas(), 4, "8 partitions / 2 consumers per replica");
     }
 
     #[test]

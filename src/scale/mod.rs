@@ -7,6 +7,7 @@ pub mod actuator;
 pub mod config;
 pub mod damping;
 pub mod decide;
+pub mod manual;
 pub mod observe;
 pub mod policy;
 pub mod run;

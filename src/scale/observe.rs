@@ -1,6 +1,15 @@
 //! Observing a consumer group from the outside: per-partition log-end and committed offsets,
 //! lag, members and who owns which partition. The reader joins no group (it only asks the
 //! group coordinator for committed offsets), so watching never disturbs the processors.
+//!
+//! Committed offsets are read without the stability requirement of `read_committed`
+//! (KIP-447): with it, the coordinator answers "unstable" while any transaction holds offsets
+//! for the group, and under continuous exactly-once commits — when the scaler matters most — the
+//! read would wait out its timeout. Without it the answer is the last committed offsets, which
+//! is what lag means.
+//!
+//! Members are consumers; a replica (a `tidal serve` process) runs one consumer per worker.
+//! Replicas are told apart by their members' client ids, `<app>-<instance>-<worker>`.
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -39,7 +48,10 @@ pub struct Snapshot {
     /// Seconds on the caller's clock.
     pub at: f64,
     pub partitions: Vec<PartitionState>,
-    pub members: u32,
+    /// Consumers in the group (a replica with W workers counts W).
+    pub consumers: u32,
+    /// Replicas (processes) in the group: distinct client ids without their worker index.
+    pub replicas: u32,
     /// The group's state (`Stable`, `PreparingRebalance`, `Empty`, ...).
     pub group_state: String,
 }
@@ -81,7 +93,7 @@ pub struct Observer {
 impl Observer {
     /// `topics` empty → every topic whose name starts with `request_prefix`.
     pub fn new(kafka_config: &KafkaConfig, group: &str, topics: Vec<String>, request_prefix: &str) -> Result<Self> {
-        let consumer: BaseConsumer = kafka::read_committed_consumer_config(kafka_config, group)?
+        let consumer: BaseConsumer = kafka::group_offsets_reader_config(kafka_config, group)?
             .create()
             .map_err(|e| Error::kafka("creating the observer", e))?;
         let timeout = Duration::from_secs(10);
@@ -154,9 +166,12 @@ impl Observer {
             .consumer
             .fetch_group_list(Some(&self.group), self.timeout)
             .map_err(|e| Error::kafka(format!("describing group {}", self.group), e))?;
-        let (mut members, mut group_state) = (0u32, "Unknown".to_string());
+        let (mut consumers, mut replicas, mut group_state) = (0u32, 0u32, "Unknown".to_string());
         for group in groups.groups() {
-            members = group.members().len() as u32;
+            consumers = group.members().len() as u32;
+            let processes: std::collections::BTreeSet<&str> =
+                group.members().iter().map(|m| replica_of(m.client_id())).collect();
+            replicas = processes.len() as u32;
             group_state = group.state().to_string();
             for member in group.members() {
                 for (topic, partition) in member.assignment().map(decode_assignment).unwrap_or_default() {
@@ -166,7 +181,16 @@ impl Observer {
                 }
             }
         }
-        Ok(Snapshot { at, partitions, members, group_state })
+        Ok(Snapshot { at, partitions, consumers, replicas, group_state })
+    }
+}
+
+/// The replica a member belongs to: its client id without the trailing `-<worker>` index
+/// (`shop-pod-a-1` → `shop-pod-a`). Other clients' ids are taken whole.
+pub fn replica_of(client_id: &str) -> &str {
+    match client_id.rsplit_once('-') {
+        Some((process, worker)) if !worker.is_empty() && worker.bytes().all(|b| b.is_ascii_digit()) => process,
+        _ => client_id,
     }
 }
 
@@ -209,13 +233,15 @@ mod tests {
         let before = Snapshot {
             at: 10.0,
             partitions: vec![part(0, 100, Some(90)), part(1, 50, None)],
-            members: 1,
+            consumers: 1,
+            replicas: 1,
             group_state: "Stable".into(),
         };
         let after = Snapshot {
             at: 12.0,
             partitions: vec![part(0, 140, Some(130)), part(1, 70, Some(20))],
-            members: 1,
+            consumers: 1,
+            replicas: 1,
             group_state: "Stable".into(),
         };
         assert_eq!(before.total_lag(), 10 + 50);
@@ -223,6 +249,15 @@ mod tests {
         // Ingest: 40 + 20 over 2 s; processed: 40 + 20 over 2 s.
         assert_eq!(after.rates_since(&before), (30.0, 30.0));
         assert_eq!(before.rates_since(&after), (0.0, 0.0), "time going backwards gives nothing");
+    }
+
+    #[test]
+    fn members_of_one_process_are_one_replica() {
+        assert_eq!(replica_of("shop-pod-a-0"), "shop-pod-a");
+        assert_eq!(replica_of("shop-pod-a-12"), "shop-pod-a");
+        assert_eq!(replica_of("tidal-tidal-7d9f-abcde-1"), "tidal-tidal-7d9f-abcde");
+        assert_eq!(replica_of("kcat"), "kcat", "not a worker: counted whole");
+        assert_eq!(replica_of("reader-x"), "reader-x");
     }
 
     #[test]

@@ -21,10 +21,37 @@ pub struct Observation {
     pub processing_rate: f64,
     /// Partitions of the watched topics (the most consumers that can do work).
     pub partitions: u32,
-    /// Consumer-group members now.
-    pub members: u32,
+    /// The most partitions the scaler may grow the topics to (`watch.max_partitions`; 0: never).
+    pub max_partitions: u32,
+    /// Consumers in the group now (a replica runs one per worker).
+    pub consumers: u32,
+    /// Replicas (processes) with consumers in the group now.
+    pub serving: u32,
     /// Replicas the actuator runs now.
     pub replicas: u32,
+}
+
+impl Observation {
+    /// Consumers each replica runs, as observed (1 until a replica has joined).
+    pub fn consumers_per_replica(&self) -> u32 {
+        if self.serving == 0 {
+            1
+        } else {
+            self.consumers.div_ceil(self.serving).max(1)
+        }
+    }
+
+    /// The most replicas that all get partitions: partitions ÷ consumers per replica, rounded
+    /// up (the last replica may leave some of its consumers idle).
+    pub fn useful_replicas(&self) -> u32 {
+        self.partitions.div_ceil(self.consumers_per_replica())
+    }
+
+    /// The most replicas worth running: those that all get partitions once the topics have
+    /// grown as far as they may.
+    pub fn replica_cap(&self) -> u32 {
+        self.partitions.max(self.max_partitions).div_ceil(self.consumers_per_replica())
+    }
 }
 
 /// KEDA-compatible lag policy: `ceil(total_lag / lag_threshold)`.
@@ -143,7 +170,7 @@ impl LagPolicy {
         }
         let mut replicas = now.total_lag.div_ceil(self.lag_threshold.max(1)).min(u64::from(u32::MAX)) as u32;
         if !self.allow_idle_consumers && now.partitions > 0 {
-            replicas = replicas.min(now.partitions);
+            replicas = replicas.min(now.useful_replicas());
         }
         Some(Wish {
             policy: "lag",
@@ -251,7 +278,17 @@ mod tests {
     use proptest::prelude::*;
 
     fn obs(total_lag: u64, ingest_rate: f64) -> Observation {
-        Observation { at: 0.0, total_lag, ingest_rate, processing_rate: 0.0, partitions: 8, members: 1, replicas: 1 }
+        Observation {
+            at: 0.0,
+            total_lag,
+            ingest_rate,
+            processing_rate: 0.0,
+            partitions: 8,
+            max_partitions: 0,
+            consumers: 1,
+            serving: 1,
+            replicas: 1,
+        }
     }
 
     #[test]
@@ -260,6 +297,8 @@ mod tests {
         assert_eq!(p.wish(&obs(5, 0.0)), None, "below activation");
         assert_eq!(p.wish(&obs(250, 0.0)).unwrap().replicas, 3);
         assert_eq!(p.wish(&obs(100_000, 0.0)).unwrap().replicas, 8, "capped at partitions");
+        let two_workers = Observation { consumers: 4, serving: 2, ..obs(100_000, 0.0) };
+        assert_eq!(p.wish(&two_workers).unwrap().replicas, 4, "8 partitions, 2 consumers per replica: 4 replicas");
         let idle = LagPolicy { allow_idle_consumers: true, ..p };
         assert_eq!(idle.wish(&obs(100_000, 0.0)).unwrap().replicas, 1000);
     }

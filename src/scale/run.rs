@@ -1,8 +1,6 @@
 //! `tidal scale run`: every `interval`, observe the group, decide, grow partitions when allowed
 //! and needed, act, and explain. Decisions are logged with their reason and exported as metrics.
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rdkafka::admin::{AdminOptions, NewPartitions};
@@ -11,12 +9,14 @@ use serde::Deserialize;
 
 use super::actuator;
 use super::decide::Scaler;
+use super::manual;
 use super::observe::{Observer, Snapshot};
 use super::policy::Observation;
 use super::ScaleConfig;
 use crate::config::KafkaConfig;
 use crate::error::{Error, Result};
 use crate::kafka;
+use crate::shutdown::Shutdown;
 
 /// What to watch and how often.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -59,42 +59,8 @@ impl Default for WatchConfig {
     }
 }
 
-/// Follows an override topic from its beginning; the latest record wins.
-struct OverrideReader {
-    consumer: rdkafka::consumer::BaseConsumer,
-    value: Option<u32>,
-}
-
-impl OverrideReader {
-    fn new(kafka_config: &KafkaConfig, topic: &str) -> Result<Self> {
-        use rdkafka::consumer::Consumer;
-        let consumer: rdkafka::consumer::BaseConsumer =
-            kafka::read_committed_consumer_config(kafka_config, "tidal-scale-override")?
-                .create()
-                .map_err(|e| Error::kafka("creating the override reader", e))?;
-        let mut assignment = rdkafka::TopicPartitionList::new();
-        for partition in require_topic(consumer.client(), topic, "override_topic", "tidal.scale.override")? {
-            assignment
-                .add_partition_offset(topic, partition, rdkafka::Offset::Beginning)
-                .map_err(|e| Error::kafka(format!("assigning {topic}"), e))?;
-        }
-        consumer.assign(&assignment).map_err(|e| Error::kafka(format!("assigning {topic}"), e))?;
-        Ok(OverrideReader { consumer, value: None })
-    }
-
-    /// Reads what arrived since the last call; returns the override in force.
-    fn latest(&mut self) -> Option<u32> {
-        use rdkafka::message::Message;
-        while let Some(Ok(message)) = self.consumer.poll(Duration::from_millis(0)) {
-            let text = message.payload().map(String::from_utf8_lossy).unwrap_or_default();
-            self.value = parse_override(&text);
-        }
-        self.value
-    }
-}
-
 /// The partitions of `topic`, or an error naming the `watch.<key>` that points at a missing topic.
-fn require_topic<C: rdkafka::client::ClientContext>(
+pub(super) fn require_topic<C: rdkafka::client::ClientContext>(
     client: &rdkafka::client::Client<C>,
     topic: &str,
     key: &str,
@@ -117,22 +83,12 @@ fn require_topic<C: rdkafka::client::ClientContext>(
     Ok(partitions)
 }
 
-/// `"6"` → 6; `"clear"`, empty or anything else → no override.
-pub fn parse_override(text: &str) -> Option<u32> {
-    text.trim().parse().ok()
-}
-
-/// The override file's replica count, if the file exists and holds a number.
-fn read_override(path: Option<&PathBuf>) -> Option<u32> {
-    parse_override(&std::fs::read_to_string(path?).ok()?)
-}
-
 fn seconds_of_day() -> u32 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| (d.as_secs() % 86_400) as u32)
 }
 
 /// Runs until `shutdown`; stops what the local actuator started on the way out.
-pub async fn run(config: &ScaleConfig, kafka_config: &KafkaConfig, shutdown: Arc<AtomicBool>) -> Result<()> {
+pub async fn run(config: &ScaleConfig, kafka_config: &KafkaConfig, shutdown: &Shutdown) -> Result<()> {
     let watch = &config.watch;
     let observer = Observer::new(kafka_config, &watch.group, watch.topics.clone(), &watch.request_prefix)?;
     let admin = kafka::admin_client(kafka_config)?;
@@ -155,7 +111,7 @@ pub async fn run(config: &ScaleConfig, kafka_config: &KafkaConfig, shutdown: Arc
     // A scale-up under way: (decided at, replicas wanted), until the group has that many members.
     let mut pending_up: Option<(f64, u32)> = None;
     let mut override_reader = match &watch.override_topic {
-        Some(topic) => Some(OverrideReader::new(kafka_config, topic)?),
+        Some(topic) => Some(manual::OverrideReader::new(kafka_config, topic)?),
         None => None,
     };
     tracing::info!(group = %watch.group, topics = ?observer.topics(), actuator = ?config.actuator, "scaler watching");
@@ -164,15 +120,16 @@ pub async fn run(config: &ScaleConfig, kafka_config: &KafkaConfig, shutdown: Arc
         replicas = config.policies.min_replicas;
     }
     let result = loop {
-        if shutdown.load(Ordering::SeqCst) {
+        if shutdown.is_requested() {
             break Ok(());
         }
         let now = started.elapsed().as_secs_f64();
         let snapshot = match observer.snapshot(now) {
             Ok(s) => s,
             Err(e) => {
-                tracing::warn!(error = %e, "cannot observe the group; retrying");
-                tokio::time::sleep(watch.interval).await;
+                count_error("observe");
+                tracing::warn!(error = %e, "cannot observe the group; retrying at the next interval");
+                let _ = tokio::time::timeout(watch.interval, shutdown.requested()).await;
                 continue;
             }
         };
@@ -184,11 +141,15 @@ pub async fn run(config: &ScaleConfig, kafka_config: &KafkaConfig, shutdown: Arc
             ingest_rate: ingest,
             processing_rate: processing,
             partitions,
-            members: snapshot.members,
+            max_partitions: watch.max_partitions,
+            consumers: snapshot.consumers,
+            serving: snapshot.replicas,
             replicas,
         };
         if let Some((since, target)) = pending_up {
-            if snapshot.members >= target.min(partitions.max(1)) {
+            // Done when the replicas that can get partitions have all joined (as replicas, not
+            // consumers: a replica with W workers brings W members).
+            if snapshot.replicas >= target.min(observation.useful_replicas().max(1)) {
                 scaler.record_startup(now - since);
                 metrics::gauge!("tidal_scale_startup_seconds").set(now - since);
                 pending_up = None;
@@ -196,15 +157,20 @@ pub async fn run(config: &ScaleConfig, kafka_config: &KafkaConfig, shutdown: Arc
         }
         let forced = override_reader
             .as_mut()
-            .and_then(OverrideReader::latest)
-            .or_else(|| read_override(watch.override_file.as_ref()));
+            .and_then(manual::OverrideReader::latest)
+            .or_else(|| manual::read_file(watch.override_file.as_deref()));
         let decision = scaler.decide(&observation, seconds_of_day(), forced);
         if decision.stalled {
-            tracing::error!(lag = observation.total_lag, members = observation.members, "{}", decision.reason);
+            tracing::error!(lag = observation.total_lag, consumers = observation.consumers, "{}", decision.reason);
         }
-        if decision.replicas > partitions && watch.max_partitions > partitions {
-            let target = decision.replicas.min(watch.max_partitions);
-            grow_partitions(&admin, observer.topics(), target).await?;
+        if decision.replicas > observation.useful_replicas() && watch.max_partitions > partitions {
+            // One partition per consumer the decided replicas will run.
+            let wanted = decision.replicas.saturating_mul(observation.consumers_per_replica());
+            let target = wanted.min(watch.max_partitions);
+            if let Err(e) = grow_partitions(&admin, observer.topics(), target).await {
+                count_error("grow_partitions");
+                tracing::error!(error = %e, "could not add partitions; will retry at the next interval");
+            }
         }
         if decision.replicas != replicas {
             tracing::info!(
@@ -218,6 +184,7 @@ pub async fn run(config: &ScaleConfig, kafka_config: &KafkaConfig, shutdown: Arc
                 decision.reason
             );
             if let Err(e) = actuator.set(decision.replicas) {
+                count_error("actuate");
                 tracing::error!(error = %e, "the actuator failed; will retry at the next interval");
             } else {
                 if let (Some(producer), Some(topic)) = (&decisions, &watch.decisions_topic) {
@@ -226,6 +193,7 @@ pub async fn run(config: &ScaleConfig, kafka_config: &KafkaConfig, shutdown: Arc
                         rdkafka::producer::BaseRecord::<'_, str, str>::to(topic).key(&watch.group).payload(&record),
                     );
                     if let Err((e, _)) = sent {
+                        count_error("decision_record");
                         tracing::warn!(error = %e, %topic, "could not write the decision record");
                     }
                 }
@@ -236,6 +204,7 @@ pub async fn run(config: &ScaleConfig, kafka_config: &KafkaConfig, shutdown: Arc
             }
         }
         if let Err(e) = actuator.reconcile() {
+            count_error("reconcile");
             tracing::warn!(error = %e, "the actuator could not restore the replica count");
         }
         record_metrics(&observation, &decision);
@@ -243,10 +212,7 @@ pub async fn run(config: &ScaleConfig, kafka_config: &KafkaConfig, shutdown: Arc
             metrics::gauge!("tidal_scale_per_replica_rate").set(rate);
         }
         previous = Some(snapshot);
-        let deadline = Instant::now() + watch.interval;
-        while Instant::now() < deadline && !shutdown.load(Ordering::SeqCst) {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        let _ = tokio::time::timeout(watch.interval, shutdown.requested()).await;
     };
     actuator.shutdown();
     result
@@ -299,7 +265,8 @@ fn decision_json(observation: &Observation, decision: &super::Decision, from: u3
         "lag": observation.total_lag,
         "ingest_rate": observation.ingest_rate,
         "processing_rate": observation.processing_rate,
-        "members": observation.members,
+        "consumers": observation.consumers,
+        "serving_replicas": observation.serving,
         "partitions": observation.partitions,
     })
 }
@@ -310,18 +277,26 @@ fn record_metrics(observation: &Observation, decision: &super::Decision) {
     metrics::gauge!("tidal_scale_lag").set(observation.total_lag as f64);
     metrics::gauge!("tidal_scale_ingest_rate").set(observation.ingest_rate);
     metrics::gauge!("tidal_scale_processing_rate").set(observation.processing_rate);
-    metrics::gauge!("tidal_scale_members").set(f64::from(observation.members));
+    metrics::gauge!("tidal_scale_members").set(f64::from(observation.consumers));
+    metrics::gauge!("tidal_scale_serving_replicas").set(f64::from(observation.serving));
     metrics::gauge!("tidal_scale_partitions").set(f64::from(observation.partitions));
     metrics::gauge!("tidal_scale_stalled").set(if decision.stalled { 1.0 } else { 0.0 });
     metrics::counter!("tidal_scale_decisions_total", "policy" => decision.policy).increment(1);
 }
 
+/// Counts a failure the scaler survives; `kind`: observe, grow_partitions, actuate, reconcile,
+/// decision_record.
+fn count_error(kind: &'static str) {
+    metrics::counter!("tidal_scale_errors_total", "kind" => kind).increment(1);
+}
+
 /// `tidal status`: one line per partition.
 pub fn status_table(snapshot: &Snapshot, previous: Option<&Snapshot>) -> String {
     let mut out = format!(
-        "group state {} · members {} · total lag {}\n{:<32} {:>4} {:>12} {:>12} {:>9} {:>9}  owner\n",
+        "group state {} · consumers {} in {} replicas · total lag {}\n{:<32} {:>4} {:>12} {:>12} {:>9} {:>9}  owner\n",
         snapshot.group_state,
-        snapshot.members,
+        snapshot.consumers,
+        snapshot.replicas,
         snapshot.total_lag(),
         "topic",
         "part",
@@ -368,13 +343,15 @@ mod tests {
         let before = Snapshot {
             at: 0.0,
             partitions: vec![p(0, 10, Some(5), None), p(1, 0, None, None)],
-            members: 1,
+            consumers: 1,
+            replicas: 1,
             group_state: "Stable".into(),
         };
         let now = Snapshot {
             at: 2.0,
             partitions: vec![p(0, 30, Some(25), Some("w-0")), p(1, 4, None, None)],
-            members: 1,
+            consumers: 1,
+            replicas: 1,
             group_state: "Stable".into(),
         };
         let table = status_table(&now, Some(&before));
@@ -382,16 +359,5 @@ mod tests {
         assert!(table.contains("total lag 9"), "{table}");
         assert!(table.lines().nth(2).unwrap().contains("10.0") && table.contains("w-0"), "{table}");
         assert_eq!(partitions_per_topic(&now), 2);
-    }
-
-    #[test]
-    fn the_override_file_wins_while_it_exists() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("override");
-        assert_eq!(read_override(Some(&path)), None);
-        std::fs::write(&path, "4\n").unwrap();
-        assert_eq!(read_override(Some(&path)), Some(4));
-        std::fs::write(&path, "many").unwrap();
-        assert_eq!(read_override(Some(&path)), None);
     }
 }

@@ -9,16 +9,17 @@
 use std::path::Path;
 use std::time::Duration;
 
-use image::{Rgb, RgbImage};
-use imageproc::drawing::{draw_line_segment_mut, draw_text_mut};
+use image::Rgb;
+use imageproc::drawing::draw_line_segment_mut;
 
 use super::decide::{PolicyConfig, Scaler};
 use super::policy::Observation;
+use crate::chart;
 use crate::error::{Error, Result};
 
 /// The replica model's parameters.
 #[derive(Debug, Clone)]
-pub struct Model {
+pub struct ReplicaModel {
     /// Records per second one replica processes.
     pub per_replica_rate: f64,
     pub partitions: u32,
@@ -99,7 +100,7 @@ fn rate_at(trace: &Trace, t: f64) -> f64 {
 }
 
 /// Runs the trace through the policies.
-pub fn run(trace: &Trace, policies: &PolicyConfig, model: &Model) -> Vec<Step> {
+pub fn run(trace: &Trace, policies: &PolicyConfig, model: &ReplicaModel) -> Vec<Step> {
     let mut scaler = Scaler::new(policies.clone());
     let dt = model.interval.as_secs_f64().max(0.1);
     let end = trace.last().map_or(0.0, |(t, _)| *t);
@@ -124,7 +125,9 @@ pub fn run(trace: &Trace, policies: &PolicyConfig, model: &Model) -> Vec<Step> {
             ingest_rate: rate,
             processing_rate: processed / dt,
             partitions: model.partitions,
-            members: active,
+            max_partitions: 0,
+            consumers: active,
+            serving: active,
             replicas,
         };
         let decision = scaler.decide(&observation, 12 * 3600, None);
@@ -202,8 +205,8 @@ pub fn to_csv(steps: &[Step]) -> String {
 pub fn write_chart(steps: &[Step], path: &Path, font: Option<&Path>) -> Result<()> {
     let (width, panel, margin) = (1000u32, 200u32, 40u32);
     let height = 3 * panel + 4 * margin;
-    let mut img = RgbImage::from_pixel(width, height, Rgb([255, 255, 255]));
-    let font = load_font(font);
+    let mut img = chart::canvas(width, height);
+    let font = chart::load_font(font);
     let end = steps.last().map_or(1.0, |s| s.at).max(1.0);
     type Series = (&'static str, Rgb<u8>, fn(&Step) -> f64);
     let panels: [Series; 3] = [
@@ -215,9 +218,7 @@ pub fn write_chart(steps: &[Step], path: &Path, font: Option<&Path>) -> Result<(
         let top = margin + i as u32 * (panel + margin);
         let (left, right, bottom) = (70.0f32, (width - 20) as f32, (top + panel) as f32);
         let max = steps.iter().map(value).fold(0.0f64, f64::max).max(1.0) * 1.1;
-        let grey = Rgb([160, 160, 160]);
-        draw_line_segment_mut(&mut img, (left, top as f32), (left, bottom), grey);
-        draw_line_segment_mut(&mut img, (left, bottom), (right, bottom), grey);
+        chart::axes(&mut img, left, top as f32, right, bottom);
         let x = |t: f64| left + (right - left) * (t / end) as f32;
         let y = |v: f64| bottom - (bottom - top as f32) * (v / max) as f32;
         if i == 2 {
@@ -231,37 +232,16 @@ pub fn write_chart(steps: &[Step], path: &Path, font: Option<&Path>) -> Result<(
             draw_line_segment_mut(&mut img, (x(pair[0].at), y(a)), (x(pair[1].at), y(b)), *colour);
             draw_line_segment_mut(&mut img, (x(pair[0].at), y(a) - 1.0), (x(pair[1].at), y(b) - 1.0), *colour);
         }
-        if let Some(font) = &font {
-            let black = Rgb([0, 0, 0]);
-            draw_text_mut(&mut img, black, left as i32 + 8, top as i32 - 24, 18.0, font, title);
-            draw_text_mut(&mut img, black, 4, top as i32, 14.0, font, &format!("{:.0}", max / 1.1));
-            draw_text_mut(&mut img, black, 4, bottom as i32 - 14, 14.0, font, "0");
-            if i == 2 {
-                draw_text_mut(
-                    &mut img,
-                    black,
-                    right as i32 - 90,
-                    bottom as i32 + 6,
-                    14.0,
-                    font,
-                    &format!("{end:.0} s"),
-                );
-            }
+        let font = font.as_ref();
+        chart::text(&mut img, font, left as i32 + 8, top as i32 - 24, 18.0, chart::BLACK, title);
+        chart::text(&mut img, font, 4, top as i32, 14.0, chart::BLACK, &format!("{:.0}", max / 1.1));
+        chart::text(&mut img, font, 4, bottom as i32 - 14, 14.0, chart::BLACK, "0");
+        if i == 2 {
+            let label = format!("{end:.0} s");
+            chart::text(&mut img, font, right as i32 - 90, bottom as i32 + 6, 14.0, chart::BLACK, &label);
         }
     }
-    img.save(path).map_err(|e| Error::Io { path: path.into(), source: std::io::Error::other(e.to_string()) })
-}
-
-/// A TrueType font for chart labels: `explicit`, else DejaVu Sans (or Arial) from the usual paths.
-pub fn load_font(explicit: Option<&Path>) -> Option<ab_glyph::FontVec> {
-    let candidates = [
-        "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
-        "/usr/share/fonts/TTF/DejaVuSans.ttf",
-        "/usr/share/fonts/dejavu/DejaVuSans.ttf",
-        "/Library/Fonts/Arial.ttf",
-    ];
-    let paths = explicit.into_iter().map(Path::to_path_buf).chain(candidates.iter().map(std::path::PathBuf::from));
-    paths.filter_map(|p| std::fs::read(p).ok()).find_map(|bytes| ab_glyph::FontVec::try_from_vec(bytes).ok())
+    chart::save(&img, path)
 }
 
 #[cfg(test)]
@@ -270,8 +250,8 @@ mod tests {
     use crate::scale::damping::DampingConfig;
     use crate::scale::policy::{LagPolicy, RatePolicy};
 
-    fn model() -> Model {
-        Model {
+    fn model() -> ReplicaModel {
+        ReplicaModel {
             per_replica_rate: 100.0,
             partitions: 8,
             startup: Duration::from_secs(10),

@@ -1,4 +1,5 @@
-//! Untrusted image bytes → RGB pixels, or a [`BadInput`] saying why not.
+//! Untrusted image bytes → RGB pixels, or an [`ImageRejected`] saying why not (the codec turns
+//! it into a dead letter's reason).
 //!
 //! The format is taken from the bytes' signature (never from a client's claim); only JPEG and
 //! PNG are accepted. The header is read first so that an image whose dimensions exceed the
@@ -8,7 +9,30 @@ use std::io::Cursor;
 
 use image::{ImageError, ImageFormat, ImageReader, RgbImage};
 
-use crate::codec::{BadInput, BadInputKind};
+/// Why an image was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ImageProblem {
+    /// Not JPEG or PNG.
+    Unsupported,
+    /// JPEG or PNG by its signature, but not decodable.
+    Corrupt,
+    /// Beyond the limits, or too costly to decode.
+    TooLarge,
+}
+
+/// An image refused by [`decode_image`], with a reason a client can act on.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{reason}")]
+pub struct ImageRejected {
+    pub problem: ImageProblem,
+    pub reason: String,
+}
+
+impl ImageRejected {
+    fn new(problem: ImageProblem, reason: impl Into<String>) -> Self {
+        ImageRejected { problem, reason: reason.into() }
+    }
+}
 
 /// Bounds on what a request may ask the decoder to allocate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -20,12 +44,12 @@ pub struct ImageLimits {
 }
 
 /// Decodes a JPEG or PNG into 8-bit RGB (alpha dropped, grey expanded).
-pub fn decode_image(bytes: &[u8], limits: &ImageLimits) -> Result<RgbImage, BadInput> {
+pub fn decode_image(bytes: &[u8], limits: &ImageLimits) -> Result<RgbImage, ImageRejected> {
     let format = match image::guess_format(bytes) {
         Ok(format @ (ImageFormat::Jpeg | ImageFormat::Png)) => format,
         Ok(other) => {
-            return Err(BadInput::new(
-                BadInputKind::UnsupportedImage,
+            return Err(ImageRejected::new(
+                ImageProblem::Unsupported,
                 format!(
                     "{} images are not supported; send JPEG or PNG",
                     other.extensions_str().first().unwrap_or(&"?")
@@ -33,8 +57,8 @@ pub fn decode_image(bytes: &[u8], limits: &ImageLimits) -> Result<RgbImage, BadI
             ))
         }
         Err(_) => {
-            return Err(BadInput::new(
-                BadInputKind::UnsupportedImage,
+            return Err(ImageRejected::new(
+                ImageProblem::Unsupported,
                 "not a JPEG or PNG image (unrecognised file signature)",
             ))
         }
@@ -42,12 +66,12 @@ pub fn decode_image(bytes: &[u8], limits: &ImageLimits) -> Result<RgbImage, BadI
     let (width, height) =
         ImageReader::with_format(Cursor::new(bytes), format).into_dimensions().map_err(|e| corrupt(&e))?;
     if width == 0 || height == 0 {
-        return Err(BadInput::new(BadInputKind::CorruptImage, format!("image is {width}x{height} pixels")));
+        return Err(ImageRejected::new(ImageProblem::Corrupt, format!("image is {width}x{height} pixels")));
     }
     let pixels = u64::from(width) * u64::from(height);
     if width > limits.max_side || height > limits.max_side || pixels > limits.max_pixels {
-        return Err(BadInput::new(
-            BadInputKind::ImageTooLarge,
+        return Err(ImageRejected::new(
+            ImageProblem::TooLarge,
             format!(
                 "image is {width}x{height} pixels; limits are {} per side and {} in all \
                  (limits.max_image_side, limits.max_image_pixels)",
@@ -64,15 +88,15 @@ pub fn decode_image(bytes: &[u8], limits: &ImageLimits) -> Result<RgbImage, BadI
     reader.limits(decode_limits);
     let image = reader.decode().map_err(|e| match e {
         ImageError::Limits(_) => {
-            BadInput::new(BadInputKind::ImageTooLarge, format!("decoding needs too much memory: {e}"))
+            ImageRejected::new(ImageProblem::TooLarge, format!("decoding needs too much memory: {e}"))
         }
         other => corrupt(&other),
     })?;
     Ok(image.into_rgb8())
 }
 
-fn corrupt(error: &ImageError) -> BadInput {
-    BadInput::new(BadInputKind::CorruptImage, format!("image cannot be decoded: {error}"))
+fn corrupt(error: &ImageError) -> ImageRejected {
+    ImageRejected::new(ImageProblem::Corrupt, format!("image cannot be decoded: {error}"))
 }
 
 #[cfg(test)]
@@ -96,8 +120,8 @@ mod tests {
         out.into_inner()
     }
 
-    fn kind(bytes: &[u8]) -> BadInputKind {
-        decode_image(bytes, &LIMITS).unwrap_err().kind
+    fn kind(bytes: &[u8]) -> ImageProblem {
+        decode_image(bytes, &LIMITS).unwrap_err().problem
     }
 
     #[test]
@@ -110,15 +134,15 @@ mod tests {
 
     #[test]
     fn refuses_other_formats_and_garbage() {
-        assert_eq!(kind(b"GIF89a\x01\x00\x01\x00"), BadInputKind::UnsupportedImage);
-        assert_eq!(kind(b"hello, not an image"), BadInputKind::UnsupportedImage);
-        assert_eq!(kind(b""), BadInputKind::UnsupportedImage);
+        assert_eq!(kind(b"GIF89a\x01\x00\x01\x00"), ImageProblem::Unsupported);
+        assert_eq!(kind(b"hello, not an image"), ImageProblem::Unsupported);
+        assert_eq!(kind(b""), ImageProblem::Unsupported);
     }
 
     #[test]
     fn truncated_files_are_corrupt() {
         let full = png(64, 64);
-        assert_eq!(kind(&full[..full.len() / 2]), BadInputKind::CorruptImage);
+        assert_eq!(kind(&full[..full.len() / 2]), ImageProblem::Corrupt);
         let full = jpeg(64, 64);
         assert!(decode_image(&full[..40], &LIMITS).is_err());
     }
@@ -132,11 +156,11 @@ mod tests {
         let crc = crc32fast::hash(&bomb[12..29]);
         bomb[29..33].copy_from_slice(&crc.to_be_bytes());
         let err = decode_image(&bomb, &LIMITS).unwrap_err();
-        assert_eq!(err.kind, BadInputKind::ImageTooLarge, "{err}");
+        assert_eq!(err.problem, ImageProblem::TooLarge, "{err}");
         assert!(err.reason.contains("limits.max_image_pixels"), "{err}");
         let wide = png(3000, 2);
         let narrow = ImageLimits { max_side: 2048, max_pixels: 4_000_000 };
-        assert_eq!(decode_image(&wide, &narrow).unwrap_err().kind, BadInputKind::ImageTooLarge);
+        assert_eq!(decode_image(&wide, &narrow).unwrap_err().problem, ImageProblem::TooLarge);
     }
 
     proptest! {

@@ -11,7 +11,7 @@ mod geometry;
 mod planar;
 mod resample;
 
-pub use decode::{decode_image, ImageLimits};
+pub use decode::{decode_image, ImageLimits, ImageProblem, ImageRejected};
 pub use geometry::{min_area_rect, perspective_transform, similarity_transform, Point, RotatedRect};
 pub use planar::FloatImage;
 pub use resample::{resize_area, resize_linear, resize_linear_rgb, warp_affine, warp_perspective, Border};

@@ -1,9 +1,8 @@
 //! Micro-batch collection: take what the broker already delivered, up to `max_batch` records or
 //! `max_bytes` of record values, and never wait longer than `linger` after the first record.
-//! Rewinding puts a batch (or the tail of one) back.
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use rdkafka::consumer::Consumer;
 use rdkafka::message::{Message, OwnedMessage};
@@ -38,7 +37,7 @@ pub fn collect(consumer: &WorkerConsumer, settings: &BatchConfig) -> Result<Vec<
             // Assignments moved during this batch: put back every record of a partition we
             // still own (including one delivered by this very poll); the others' new owners
             // start from the committed offsets.
-            rewind(consumer, &batch)?;
+            super::rewind::to_first_offsets(consumer, &batch)?;
             return Ok(Vec::new());
         }
         if deadline.is_none_or(|d| Instant::now() >= d) {
@@ -61,39 +60,6 @@ pub fn next_offsets(batch: &[OwnedMessage]) -> Result<TopicPartitionList> {
             .map_err(|e| Error::kafka("building the offsets to commit", e))?;
     }
     Ok(tpl)
-}
-
-/// Seeks every partition of `batch` that is still assigned back to the batch's first offset, so
-/// that the records are delivered again.
-pub fn rewind(consumer: &WorkerConsumer, batch: &[OwnedMessage]) -> Result<()> {
-    if batch.is_empty() {
-        return Ok(());
-    }
-    let assignment = consumer.assignment().map_err(|e| Error::kafka("reading the assignment", e))?;
-    let mut lowest: BTreeMap<(&str, i32), i64> = BTreeMap::new();
-    for m in batch {
-        let entry = lowest.entry((m.topic(), m.partition())).or_insert(m.offset());
-        *entry = (*entry).min(m.offset());
-    }
-    let mut tpl = TopicPartitionList::new();
-    for ((topic, partition), offset) in lowest {
-        if assignment.find_partition(topic, partition).is_some() {
-            tpl.add_partition_offset(topic, partition, Offset::Offset(offset))
-                .map_err(|e| Error::kafka("building the rewind list", e))?;
-        }
-    }
-    if tpl.count() == 0 {
-        return Ok(());
-    }
-    let sought = consumer
-        .seek_partitions(tpl, Duration::from_secs(10))
-        .map_err(|e| Error::kafka("rewinding the consumer", e))?;
-    for element in sought.elements() {
-        element
-            .error()
-            .map_err(|e| Error::kafka(format!("rewinding {}[{}]", element.topic(), element.partition()), e))?;
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{BaseProducer, Producer};
-use rdkafka::{Offset, TopicPartitionList};
 
+use super::commit::Committer;
 use super::watchdog::Heartbeat;
 use crate::config::{Delivery, ServeConfig};
 use crate::error::{Error, Result};
@@ -23,7 +23,8 @@ pub struct Clients {
     pub producer: WorkerProducer,
     /// `<app>-<instance>-<worker>` (the client id in at-least-once mode).
     pub transactional_id: String,
-    pub delivery: Delivery,
+    /// How this worker commits a batch (its delivery mode).
+    pub committer: Committer,
     /// The worker's marker of blocking calls, watched by the watchdog.
     pub heartbeat: std::sync::Arc<Heartbeat>,
 }
@@ -43,7 +44,6 @@ impl Clients {
         heartbeat: &std::sync::Arc<Heartbeat>,
     ) -> Result<Self> {
         let txn_id = transactional_id(config, worker);
-        let delivery = config.delivery;
         let producer = create_producer(config, &txn_id, heartbeat)?;
         let mut consumer_config = kafka::consumer_config(&config.kafka, &config.group_id(), &txn_id)?;
         kafka::bound_consumer_prefetch(&mut consumer_config, config.batch.max_bytes);
@@ -52,7 +52,8 @@ impl Clients {
             .map_err(|e| Error::kafka("creating the consumer", e))?;
         consumer.subscribe(topics).map_err(|e| Error::kafka(format!("subscribing to {topics:?}"), e))?;
         tracing::info!(worker, transactional_id = %txn_id, ?topics, "worker connected");
-        Ok(Clients { consumer, producer, transactional_id: txn_id, delivery, heartbeat: heartbeat.clone() })
+        let committer = Committer::for_config(config);
+        Ok(Clients { consumer, producer, transactional_id: txn_id, committer, heartbeat: heartbeat.clone() })
     }
 }
 
@@ -81,37 +82,8 @@ impl Clients {
     /// `max.poll.interval.ms` (measured: minutes without results after a broker pause).
     pub fn renew_producer(&mut self, config: &ServeConfig) -> Result<()> {
         self.producer = create_producer(config, &self.transactional_id, &self.heartbeat)?;
-        rewind_to_committed(&self.consumer, config.kafka.call_timeout)
+        super::rewind::to_committed(&self.consumer, config.kafka.call_timeout)
     }
-}
-
-/// Seeks every assigned partition to the group's committed offset (or the beginning if none).
-fn rewind_to_committed(consumer: &WorkerConsumer, timeout: Duration) -> Result<()> {
-    let assignment = consumer.assignment().map_err(|e| Error::kafka("reading the assignment", e))?;
-    if assignment.count() == 0 {
-        return Ok(());
-    }
-    let committed =
-        consumer.committed_offsets(assignment, timeout).map_err(|e| Error::kafka("reading committed offsets", e))?;
-    let mut positions = TopicPartitionList::new();
-    for element in committed.elements() {
-        let offset = match element.offset() {
-            Offset::Offset(offset) => Offset::Offset(offset),
-            _ => Offset::Beginning,
-        };
-        positions
-            .add_partition_offset(element.topic(), element.partition(), offset)
-            .map_err(|e| Error::kafka("building the rewind list", e))?;
-    }
-    let sought = consumer
-        .seek_partitions(positions, timeout)
-        .map_err(|e| Error::kafka("rewinding to the committed offsets", e))?;
-    for element in sought.elements() {
-        element
-            .error()
-            .map_err(|e| Error::kafka(format!("rewinding {}[{}]", element.topic(), element.partition()), e))?;
-    }
-    Ok(())
 }
 
 fn init_transactions(producer: &WorkerProducer, timeout: Duration, heartbeat: &Heartbeat) -> Result<()> {

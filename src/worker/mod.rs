@@ -9,12 +9,13 @@
 
 mod batch;
 mod clients;
+mod commit;
 mod pool;
 mod process;
 mod refusals;
+mod rewind;
 mod run;
-mod transaction;
 mod watchdog;
 
-pub use pool::{serve, ServeHandle};
-pub use process::{process_batch, ModelSlot, Produced, Rules};
+pub use pool::{start, Processor};
+pub use process::{process_batch, ModelSlot, OutgoingRecord, Rules};

@@ -2,27 +2,29 @@
 //! worker (N − 1 by default, leaving a core to the OS and the Kafka client threads) and stops
 //! them gracefully.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use super::run::{self, WorkerSpec};
+use super::run::{self, Cores, WorkerSpec};
 use super::watchdog::{self, Heartbeat};
 use crate::config::ServeConfig;
 use crate::error::{Error, Result};
 use crate::metrics;
 use crate::models::{self, Manifest};
+use crate::shutdown::Shutdown;
 
-/// A running processor.
-pub struct ServeHandle {
-    shutdown: Arc<AtomicBool>,
+/// A running processor: its worker threads and the signal that stops them.
+pub struct Processor {
+    shutdown: Shutdown,
     failure: Arc<Mutex<Option<String>>>,
     threads: Vec<JoinHandle<()>>,
 }
 
-/// Starts the processor and returns once every worker has loaded its models.
-pub fn serve(config: ServeConfig) -> Result<ServeHandle> {
+/// Starts the processor and returns once every worker has loaded its models. The workers stop
+/// when `shutdown` is requested (by a signal, by [`Processor::stop`], or by a worker that found
+/// a twin process).
+pub fn start(config: ServeConfig, shutdown: Shutdown) -> Result<Processor> {
     config.validate()?;
     let model_dir = config.model_dir();
     let manifests: Vec<Manifest> = config
@@ -39,7 +41,6 @@ pub fn serve(config: ServeConfig) -> Result<ServeHandle> {
     let assignment = config.worker_assignment()?;
     let workers = assignment.len();
     let cores = if config.pin_workers { core_affinity::get_core_ids().unwrap_or_default() } else { Vec::new() };
-    let shutdown = Arc::new(AtomicBool::new(false));
     let failure: Arc<Mutex<Option<String>>> = Arc::default();
     let config = Arc::new(config);
     let (ready_tx, ready_rx) = mpsc::channel::<(usize, Result<()>)>();
@@ -52,8 +53,8 @@ pub fn serve(config: ServeConfig) -> Result<ServeHandle> {
             index,
             config: Arc::clone(&config),
             manifests: manifests.iter().filter(|m| assignment[index].contains(&m.name)).cloned().collect(),
-            shutdown: Arc::clone(&shutdown),
-            cores: core.map(|own| (own, cores[0])),
+            shutdown: shutdown.clone(),
+            cores: core.map(|own| Cores { own, io: cores[0] }),
             failure: Arc::clone(&failure),
             heartbeat: Arc::clone(&heartbeats[index]),
         };
@@ -69,29 +70,29 @@ pub fn serve(config: ServeConfig) -> Result<ServeHandle> {
                 match run::load_models(&spec) {
                     Ok(slots) => {
                         let _ = ready.send((index, Ok(())));
-                        run::run(&spec, slots);
+                        run::run_worker(&spec, slots);
                     }
                     Err(e) => {
                         let _ = ready.send((index, Err(e)));
                     }
                 }
             })
-            .map_err(|e| Error::Worker { worker: index, reason: format!("cannot start thread: {e}") })?;
+            .map_err(|e| Error::Worker { worker: index, reason: format!("cannot start its thread: {e}") })?;
         threads.push(thread);
     }
     drop(ready_tx);
-    let handle = ServeHandle { shutdown, failure, threads };
+    let processor = Processor { shutdown, failure, threads };
     for _ in 0..workers {
         match ready_rx.recv() {
             Ok((_, Ok(()))) => {}
             Ok((worker, Err(e))) => {
-                handle.stop();
-                let _ = handle.wait(Duration::from_secs(30));
+                processor.stop();
+                let _ = processor.wait(Duration::from_secs(30));
                 return Err(Error::Worker { worker, reason: e.to_string() });
             }
             Err(_) => {
-                handle.stop();
-                return Err(Error::Worker { worker: 0, reason: "a worker thread died while starting".into() });
+                processor.stop();
+                return Err(Error::Processor("a worker thread died while loading its models".into()));
             }
         }
     }
@@ -99,7 +100,7 @@ pub fn serve(config: ServeConfig) -> Result<ServeHandle> {
     // librdkafka stopped keeping its word.
     let limit = config.kafka.call_timeout * 2;
     watchdog::spawn(heartbeats, limit, watchdog::end_process)
-        .map_err(|e| Error::Worker { worker: 0, reason: format!("cannot start the watchdog thread: {e}") })?;
+        .map_err(|e| Error::Processor(format!("cannot start the watchdog thread: {e}")))?;
     metrics::workers(workers);
     tracing::info!(
         workers,
@@ -109,13 +110,13 @@ pub fn serve(config: ServeConfig) -> Result<ServeHandle> {
         instance = %config.instance(),
         "tidal serving"
     );
-    Ok(handle)
+    Ok(processor)
 }
 
-impl ServeHandle {
+impl Processor {
     /// Asks every worker to finish its current batch and stop.
     pub fn stop(&self) {
-        self.shutdown.store(true, Ordering::SeqCst);
+        self.shutdown.request();
     }
 
     /// Why a worker asked the whole process to stop (e.g. a twin process took over its
@@ -126,7 +127,7 @@ impl ServeHandle {
 
     /// True when a worker thread has ended although no stop was asked (a bug or a panic).
     pub fn any_worker_died(&self) -> bool {
-        !self.shutdown.load(Ordering::SeqCst) && self.threads.iter().any(|t| t.is_finished())
+        !self.shutdown.is_requested() && self.threads.iter().any(|t| t.is_finished())
     }
 
     /// Waits for the workers to end, at most `timeout`. `Err` if some are still running.
@@ -137,14 +138,13 @@ impl ServeHandle {
         }
         let running = self.threads.iter().filter(|t| !t.is_finished()).count();
         if running > 0 {
-            return Err(Error::Worker {
-                worker: 0,
-                reason: format!("{running} worker(s) still running after {timeout:?}; exiting anyway"),
-            });
+            return Err(Error::Processor(format!(
+                "{running} worker(s) still running after {timeout:?}; exiting anyway"
+            )));
         }
         for thread in self.threads {
             if thread.join().is_err() {
-                return Err(Error::Worker { worker: 0, reason: "a worker thread panicked".into() });
+                return Err(Error::Processor("a worker thread panicked".into()));
             }
         }
         Ok(())

@@ -28,7 +28,7 @@ pub struct ModelSlot {
 
 /// A record to produce inside the batch's transaction.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Produced {
+pub struct OutgoingRecord {
     pub topic: String,
     pub key: Option<Vec<u8>>,
     pub payload: Option<Vec<u8>>,
@@ -46,7 +46,7 @@ pub struct Rules<'a> {
     pub panic_on_id: Option<&'a str>,
 }
 
-enum Answer {
+enum RequestOutcome {
     Unanswered,
     Done { id: String, result: serde_json::Value },
     Expired { id: String },
@@ -70,18 +70,19 @@ fn request_headers(message: &OwnedMessage) -> codec::RequestHeaders<'_> {
 }
 
 /// Processes one batch; returns one record per input record, in input order.
-pub fn process_batch(batch: &[OwnedMessage], slots: &mut [ModelSlot], rules: &Rules<'_>) -> Vec<Produced> {
+pub fn process_batch(batch: &[OwnedMessage], slots: &mut [ModelSlot], rules: &Rules<'_>) -> Vec<OutgoingRecord> {
     let now_ms = unix_millis();
     let slot_of: Vec<Option<usize>> =
         batch.iter().map(|m| slots.iter().position(|s| s.request_topic == m.topic())).collect();
-    let mut answers: Vec<Answer> = slot_of
+    let mut answers: Vec<RequestOutcome> = slot_of
         .iter()
         .zip(batch)
         .map(|(slot, m)| match slot {
-            None => {
-                Answer::Bad(BadInput::new(BadInputKind::MissingField, format!("no model serves topic {}", m.topic())))
-            }
-            Some(_) => Answer::Unanswered,
+            None => RequestOutcome::Bad(BadInput::new(
+                BadInputKind::MissingField,
+                format!("no model serves topic {}", m.topic()),
+            )),
+            Some(_) => RequestOutcome::Unanswered,
         })
         .collect();
 
@@ -90,13 +91,15 @@ pub fn process_batch(batch: &[OwnedMessage], slots: &mut [ModelSlot], rules: &Ru
         let mut pending_bytes = 0;
         for (i, message) in batch.iter().enumerate().filter(|(i, _)| slot_of[*i] == Some(index)) {
             answers[i] = match decode(message, slot.model.as_ref(), rules.limits) {
-                Ok(request) if request.deadline_ms.is_some_and(|d| d < now_ms) => Answer::Expired { id: request.id },
+                Ok(request) if request.deadline_ms.is_some_and(|d| d < now_ms) => {
+                    RequestOutcome::Expired { id: request.id }
+                }
                 Ok(request) => {
                     pending_bytes += request.input.decoded_bytes();
                     pending.push((i, request));
-                    Answer::Unanswered
+                    RequestOutcome::Unanswered
                 }
-                Err(bad) => Answer::Bad(bad),
+                Err(bad) => RequestOutcome::Bad(bad),
             };
             if pending_bytes >= rules.max_decoded_bytes {
                 run_model(slot, std::mem::take(&mut pending), &mut answers, rules);
@@ -131,14 +134,14 @@ fn decode(message: &OwnedMessage, model: &dyn Model, limits: &Limits) -> Result<
 
 /// Runs the model over `pending`; if the run fails or panics as a whole, runs each request alone
 /// so that one bad request cannot sink its neighbours. The decoded inputs are dropped on return.
-fn run_model(slot: &mut ModelSlot, pending: Vec<(usize, Request)>, answers: &mut [Answer], rules: &Rules<'_>) {
+fn run_model(slot: &mut ModelSlot, pending: Vec<(usize, Request)>, answers: &mut [RequestOutcome], rules: &Rules<'_>) {
     let started = Instant::now();
     let outcome = guarded_infer(slot, &pending.iter().map(|(_, r)| r).collect::<Vec<_>>(), rules);
     metrics::batch(slot.model.name(), pending.len(), started.elapsed());
     let failure = match outcome {
         Ok(outputs) if outputs.len() == pending.len() => {
             for ((i, request), result) in pending.into_iter().zip(outputs) {
-                answers[i] = Answer::Done { id: request.id, result };
+                answers[i] = RequestOutcome::Done { id: request.id, result };
             }
             return;
         }
@@ -153,9 +156,9 @@ fn run_model(slot: &mut ModelSlot, pending: Vec<(usize, Request)>, answers: &mut
     }
     for (i, request) in pending {
         answers[i] = match guarded_infer(slot, &[&request], rules) {
-            Ok(mut out) if out.len() == 1 => Answer::Done { id: request.id, result: out.remove(0) },
-            Ok(_) => Answer::Bad(failure.clone()),
-            Err(bad) => Answer::Bad(bad),
+            Ok(mut out) if out.len() == 1 => RequestOutcome::Done { id: request.id, result: out.remove(0) },
+            Ok(_) => RequestOutcome::Bad(failure.clone()),
+            Err(bad) => RequestOutcome::Bad(bad),
         };
     }
 }
@@ -193,11 +196,16 @@ fn panicked(model: &str, stage: &'static str, panic: &Box<dyn std::any::Any + Se
     BadInput::new(BadInputKind::InferenceFailed, format!("panicked while {stage}: {message}"))
 }
 
-fn to_record(message: &OwnedMessage, answer: Answer, slot: Option<&ModelSlot>, rules: &Rules<'_>) -> Produced {
+fn to_record(
+    message: &OwnedMessage,
+    answer: RequestOutcome,
+    slot: Option<&ModelSlot>,
+    rules: &Rules<'_>,
+) -> OutgoingRecord {
     let (slot, id, status, result) = match (slot, answer) {
-        (Some(slot), Answer::Done { id, result }) => (slot, id, Status::Ok, Some(result)),
-        (Some(slot), Answer::Expired { id }) => (slot, id, Status::Expired, None),
-        (slot, Answer::Bad(bad)) => return dead_letter(message, &bad, slot, rules.dead_letter_topic),
+        (Some(slot), RequestOutcome::Done { id, result }) => (slot, id, Status::Ok, Some(result)),
+        (Some(slot), RequestOutcome::Expired { id }) => (slot, id, Status::Expired, None),
+        (slot, RequestOutcome::Bad(bad)) => return dead_letter(message, &bad, slot, rules.dead_letter_topic),
         (slot, _) => {
             // Not reached: every request of a served topic is decoded and answered above.
             let bad = BadInput::new(BadInputKind::InferenceFailed, "request was not answered");
@@ -229,7 +237,7 @@ fn to_record(message: &OwnedMessage, answer: Answer, slot: Option<&ModelSlot>, r
             Status::Expired => "expired",
         },
     );
-    Produced {
+    OutgoingRecord {
         topic: slot.result_topic.clone(),
         key: message.key().map(<[u8]>::to_vec),
         payload: Some(payload),
@@ -242,12 +250,12 @@ fn to_record(message: &OwnedMessage, answer: Answer, slot: Option<&ModelSlot>, r
 /// letter without the value (its headers still say where the request is).
 pub fn refused_record(
     message: &OwnedMessage,
-    refused: &Produced,
+    refused: &OutgoingRecord,
     code: RDKafkaErrorCode,
     refusals: u32,
     slots: &[ModelSlot],
     rules: &Rules<'_>,
-) -> Produced {
+) -> OutgoingRecord {
     let slot = slots.iter().find(|s| s.request_topic == message.topic());
     let kind = match code {
         RDKafkaErrorCode::MessageSizeTooLarge
@@ -268,13 +276,18 @@ pub fn refused_record(
     record
 }
 
-fn dead_letter(message: &OwnedMessage, bad: &BadInput, slot: Option<&ModelSlot>, dead_letter_topic: &str) -> Produced {
+fn dead_letter(
+    message: &OwnedMessage,
+    bad: &BadInput,
+    slot: Option<&ModelSlot>,
+    dead_letter_topic: &str,
+) -> OutgoingRecord {
     let model = slot.map_or("", |s| s.model.name());
     metrics::dead_letter(model, bad.kind.as_str());
     tracing::debug!(topic = message.topic(), partition = message.partition(), offset = message.offset(), %bad, "dead letter");
     let source =
         DeadLetterSource { topic: message.topic(), partition: message.partition(), offset: message.offset(), model };
-    Produced {
+    OutgoingRecord {
         topic: dead_letter_topic.to_string(),
         key: message.key().map(<[u8]>::to_vec),
         payload: message.payload().map(<[u8]>::to_vec),
@@ -352,11 +365,11 @@ mod tests {
         Rules { limits, dead_letter_topic: "dlq", max_decoded_bytes: 1 << 20, panic_on_id: None }
     }
 
-    fn kind(p: &Produced) -> Option<&str> {
+    fn kind(p: &OutgoingRecord) -> Option<&str> {
         p.headers.iter().find(|(k, _)| *k == "tidal.error.kind").map(|(_, v)| v.as_str())
     }
 
-    fn json(p: &Produced) -> serde_json::Value {
+    fn json(p: &OutgoingRecord) -> serde_json::Value {
         serde_json::from_slice(p.payload.as_deref().unwrap()).unwrap()
     }
 

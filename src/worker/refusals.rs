@@ -16,7 +16,7 @@ use rdkafka::message::{Message, OwnedMessage};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Offset, TopicPartitionList};
 
-use super::process::{refused_record, ModelSlot, Produced, Rules};
+use super::process::{refused_record, ModelSlot, OutgoingRecord, Rules};
 use crate::kafka::Refusal;
 use crate::metrics;
 
@@ -66,7 +66,13 @@ impl Refusals {
     }
 
     /// Replaces the records of isolated requests with their dead letters.
-    pub fn reroute(&self, batch: &[OwnedMessage], records: &mut [Produced], slots: &[ModelSlot], rules: &Rules<'_>) {
+    pub fn reroute(
+        &self,
+        batch: &[OwnedMessage],
+        records: &mut [OutgoingRecord],
+        slots: &[ModelSlot],
+        rules: &Rules<'_>,
+    ) {
         if self.isolated.is_empty() {
             return;
         }

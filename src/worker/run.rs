@@ -1,7 +1,6 @@
 //! One worker's life: load its models, connect, then loop collect → process → commit until
 //! shutdown; rebuild the clients after a fatal error, with backoff.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::sleep;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -11,14 +10,16 @@ use rdkafka::message::{Message, OwnedMessage};
 
 use super::batch;
 use super::clients::Clients;
+use super::commit::{Commit, Lost};
 use super::process::{process_batch, ModelSlot, Rules};
 use super::refusals::Refusals;
-use super::transaction::{commit_batch, TxnOutcome};
+use super::rewind;
 use super::watchdog::Heartbeat;
 use crate::config::ServeConfig;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::metrics;
 use crate::models::{self, Manifest};
+use crate::shutdown::Shutdown;
 
 /// Header naming the worker (its transactional id) that wrote a result or dead letter.
 pub const HEADER_PROCESSOR: &str = "tidal.processor";
@@ -29,13 +30,20 @@ pub struct WorkerSpec {
     pub config: Arc<ServeConfig>,
     /// The models this worker serves (it loads only these).
     pub manifests: Vec<Manifest>,
-    pub shutdown: Arc<AtomicBool>,
-    /// When pinned: the worker's own core and the OS core that its Kafka clients' threads use.
-    pub cores: Option<(core_affinity::CoreId, core_affinity::CoreId)>,
+    pub shutdown: Shutdown,
+    /// The cores of a pinned worker.
+    pub cores: Option<Cores>,
     /// Why the process must stop (set by a worker that found a twin process), read by `serve`.
     pub failure: Arc<Mutex<Option<String>>>,
     /// Marks this worker's blocking Kafka calls for the watchdog.
     pub heartbeat: Arc<Heartbeat>,
+}
+
+/// A pinned worker's cores: its own, and the OS core where its Kafka clients' threads run.
+#[derive(Debug, Clone, Copy)]
+pub struct Cores {
+    pub own: core_affinity::CoreId,
+    pub io: core_affinity::CoreId,
 }
 
 /// Loads the worker's models (one session each, on this thread).
@@ -53,21 +61,14 @@ pub fn load_models(spec: &WorkerSpec) -> Result<Vec<ModelSlot>> {
         .collect()
 }
 
-/// Why `serve` stopped: the producer failed (fenced, or its transaction could not be ended) or
-/// the consumer did.
-enum Failure {
-    Producer(Error),
-    Consumer(Error),
-}
-
 /// Runs until shutdown is requested. Kafka failures never end the loop: a failed producer is
 /// replaced (the consumer keeps its partitions); a failed consumer means new clients.
-pub fn run(spec: &WorkerSpec, mut slots: Vec<ModelSlot>) {
+pub fn run_worker(spec: &WorkerSpec, mut slots: Vec<ModelSlot>) {
     let topics: Vec<String> = slots.iter().map(|s| s.request_topic.clone()).collect();
     let topics: Vec<&str> = topics.iter().map(String::as_str).collect();
     let mut backoff = Backoff::default();
     let mut batches: u64 = 0; // across client rebuilds (the slow-model fault counts them)
-    while !spec.shutdown.load(Ordering::SeqCst) {
+    while !spec.shutdown.is_requested() {
         let mut clients = match off_core(spec, || Clients::connect(&spec.config, spec.index, &topics, &spec.heartbeat))
         {
             Ok(clients) => clients,
@@ -79,21 +80,21 @@ pub fn run(spec: &WorkerSpec, mut slots: Vec<ModelSlot>) {
             }
         };
         loop {
-            match serve(spec, &clients, &mut slots, &mut batches, &mut backoff) {
+            match batch_loop(spec, &clients, &mut slots, &mut batches, &mut backoff) {
                 Ok(()) => {
                     clients.consumer.unsubscribe();
                     tracing::info!(worker = spec.index, "worker stopped");
                     return;
                 }
-                Err(Failure::Producer(Error::Fenced { transactional_id })) if twin_is_running(spec, &clients) => {
+                Err(Lost::Fenced { transactional_id }) if twin_is_running(spec, &clients) => {
                     stop_for_twin(spec, &transactional_id);
                     return;
                 }
-                Err(Failure::Producer(e)) => {
-                    tracing::warn!(worker = spec.index, error = %e, "the producer failed; replacing it");
+                Err(lost @ (Lost::Producer(_) | Lost::Fenced { .. })) => {
+                    tracing::warn!(worker = spec.index, error = %describe(&lost), "the producer failed; replacing it");
                     metrics::worker_restart("producer");
                     backoff.wait(&spec.shutdown);
-                    if spec.shutdown.load(Ordering::SeqCst) {
+                    if spec.shutdown.is_requested() {
                         return;
                     }
                     if let Err(e) = off_core(spec, || clients.renew_producer(&spec.config)) {
@@ -101,7 +102,7 @@ pub fn run(spec: &WorkerSpec, mut slots: Vec<ModelSlot>) {
                         break;
                     }
                 }
-                Err(Failure::Consumer(e)) => {
+                Err(Lost::Consumer(e)) => {
                     tracing::error!(worker = spec.index, error = %e, "the consumer failed; rebuilding the clients");
                     break;
                 }
@@ -110,6 +111,13 @@ pub fn run(spec: &WorkerSpec, mut slots: Vec<ModelSlot>) {
         metrics::worker_restart("fatal");
         drop(clients);
         backoff.wait(&spec.shutdown);
+    }
+}
+
+fn describe(lost: &Lost) -> String {
+    match lost {
+        Lost::Producer(e) | Lost::Consumer(e) => e.to_string(),
+        Lost::Fenced { transactional_id } => format!("producer {transactional_id} was fenced"),
     }
 }
 
@@ -127,8 +135,8 @@ impl Default for Backoff {
 }
 
 impl Backoff {
-    fn wait(&mut self, shutdown: &AtomicBool) {
-        pause(shutdown, self.current);
+    fn wait(&mut self, shutdown: &Shutdown) {
+        shutdown.sleep(self.current);
         self.current = (self.current * 2).min(Duration::from_secs(10));
     }
 
@@ -149,7 +157,7 @@ fn stop_for_twin(spec: &WorkerSpec, transactional_id: &str) {
     if let Ok(mut failure) = spec.failure.lock() {
         failure.get_or_insert(reason);
     }
-    spec.shutdown.store(true, Ordering::SeqCst);
+    spec.shutdown.request();
 }
 
 /// After being fenced: is another member of the group using this worker's client id (its
@@ -172,7 +180,7 @@ fn twin_is_running(spec: &WorkerSpec, clients: &Clients) -> bool {
                 return true;
             }
         }
-        if Instant::now() >= until || spec.shutdown.load(Ordering::SeqCst) {
+        if Instant::now() >= until || spec.shutdown.is_requested() {
             return false;
         }
         sleep(Duration::from_millis(500));
@@ -183,20 +191,21 @@ fn twin_is_running(spec: &WorkerSpec, clients: &Clients) -> bool {
 /// moment, so that the threads librdkafka starts (which inherit the creator's affinity) do their
 /// network and protocol work there instead of taking time from the model on the worker's core.
 fn off_core<T>(spec: &WorkerSpec, make: impl FnOnce() -> T) -> T {
-    let Some((own, io)) = spec.cores else { return make() };
-    core_affinity::set_for_current(io);
+    let Some(cores) = spec.cores else { return make() };
+    core_affinity::set_for_current(cores.io);
     let made = make();
-    core_affinity::set_for_current(own);
+    core_affinity::set_for_current(cores.own);
     made
 }
 
-fn serve(
+/// Collect → process → commit until shutdown (`Ok`) or until a client is lost.
+fn batch_loop(
     spec: &WorkerSpec,
     clients: &Clients,
     slots: &mut [ModelSlot],
     batches: &mut u64,
     backoff: &mut Backoff,
-) -> Result<(), Failure> {
+) -> Result<(), Lost> {
     let config = &spec.config;
     let rules = Rules {
         limits: &config.limits,
@@ -206,13 +215,13 @@ fn serve(
     };
     let mut refusals = Refusals::default();
     let mut aborts: u32 = 0;
-    while !spec.shutdown.load(Ordering::SeqCst) {
-        let mut batch = batch::collect(&clients.consumer, &config.batch).map_err(Failure::Consumer)?;
+    while !spec.shutdown.is_requested() {
+        let mut batch = batch::collect(&clients.consumer, &config.batch).map_err(Lost::Consumer)?;
         if batch.is_empty() {
             continue;
         }
         if let Some(keep) = refusals.cut(&batch) {
-            batch::rewind(&clients.consumer, &batch[keep..]).map_err(Failure::Consumer)?;
+            rewind::to_first_offsets(&clients.consumer, &batch[keep..]).map_err(Lost::Consumer)?;
             batch.truncate(keep);
         }
         count_inputs(&batch, slots);
@@ -227,26 +236,21 @@ fn serve(
         for record in &mut records {
             record.headers.push((HEADER_PROCESSOR, clients.transactional_id.clone()));
         }
-        let offsets = batch::next_offsets(&batch).map_err(Failure::Consumer)?;
-        let delay = config.faults.delay_before_commit;
-        let outcome =
-            commit_batch(clients, &records, &offsets, config.kafka.call_timeout, delay).map_err(|e| match e {
-                Error::NotGroupMember { .. } => Failure::Consumer(e),
-                e => Failure::Producer(e),
-            })?;
+        let offsets = batch::next_offsets(&batch).map_err(Lost::Consumer)?;
+        let commit = clients.committer.commit(clients, &records, &offsets)?;
         drop(records);
-        match outcome {
-            TxnOutcome::Committed => {
+        match commit {
+            Commit::Committed => {
                 aborts = 0;
                 backoff.reset();
                 refusals.forget_committed(&offsets);
                 record_latency(&batch, slots);
             }
-            TxnOutcome::Aborted { refused } => {
-                batch::rewind(&clients.consumer, &batch).map_err(Failure::Consumer)?;
+            Commit::Redo { refused } => {
+                rewind::to_first_offsets(&clients.consumer, &batch).map_err(Lost::Consumer)?;
                 if refused.is_empty() {
                     aborts += 1;
-                    pause(&spec.shutdown, Duration::from_millis(100 << aborts.min(6)));
+                    spec.shutdown.sleep(Duration::from_millis(100 << aborts.min(6)));
                 } else {
                     // The broker refused records for reasons of their own: no wait, the redo
                     // isolates them (see `refusals`).
@@ -277,13 +281,5 @@ fn record_latency(batch: &[OwnedMessage], slots: &[ModelSlot]) {
             continue;
         };
         metrics::end_to_end(slot.model.name(), Duration::from_millis((now_ms - created).max(0) as u64));
-    }
-}
-
-/// Sleeps up to `duration`, waking early on shutdown.
-fn pause(shutdown: &AtomicBool, duration: Duration) {
-    let until = Instant::now() + duration;
-    while !shutdown.load(Ordering::SeqCst) && Instant::now() < until {
-        sleep(Duration::from_millis(20).min(until.saturating_duration_since(Instant::now())));
     }
 }

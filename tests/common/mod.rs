@@ -16,10 +16,75 @@ use rdkafka::message::{Headers, Message};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::ClientConfig;
 
-/// The broker's address; tests that need it are `#[ignore]`d and run by scripts/test.sh.
+/// The broker's address; the tests that need it (feature `broker-tests`) run by scripts/test.sh.
 pub fn brokers() -> String {
     std::env::var("TIDAL_TEST_BROKERS")
         .expect("TIDAL_TEST_BROKERS is not set: run the integration tests with scripts/test.sh, which starts Kafka")
+}
+
+/// The `tidal` binary, colours off and warnings only (a test sets `TIDAL_LOG` to see more).
+pub fn tidal() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_tidal"));
+    command.env("NO_COLOR", "1").env("TIDAL_LOG", "warn");
+    command
+}
+
+/// A path in the repository.
+pub fn repo(path: &str) -> PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
+}
+
+/// A broker of the test's own (scripts/kafka.sh on `port`, any mode its environment selects),
+/// stopped when dropped.
+pub struct OwnBroker {
+    pub port: u16,
+}
+
+impl OwnBroker {
+    pub fn start(port: u16) -> OwnBroker {
+        OwnBroker::start_with(port, &[])
+    }
+
+    /// Starts it with scripts/kafka.sh's mode variables (e.g. `TIDAL_KAFKA_SASL_USERS`).
+    pub fn start_with(port: u16, env: &[(&str, &str)]) -> OwnBroker {
+        let broker = OwnBroker { port };
+        let _ = broker.run("stop", &[]); // a broker left by an interrupted run
+        assert!(broker.run("start", env), "the broker on {port} did not start ({env:?})");
+        broker
+    }
+
+    pub fn address(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// Runs `scripts/kafka.sh <action> <port>` (restart, pause, resume, ...) and asserts it worked.
+    pub fn control(&self, action: &str) {
+        assert!(self.run(action, &[]), "kafka.sh {action} {} failed", self.port);
+    }
+
+    fn run(&self, action: &str, env: &[(&str, &str)]) -> bool {
+        Command::new("bash")
+            .arg(repo("scripts/kafka.sh"))
+            .args([action, &self.port.to_string()])
+            .envs(env.iter().copied())
+            .stdout(Stdio::null())
+            .status()
+            .expect("run scripts/kafka.sh")
+            .success()
+    }
+}
+
+impl Drop for OwnBroker {
+    fn drop(&mut self) {
+        let _ = self.run("stop", &[]);
+    }
+}
+
+/// A scaler configuration watching `group` on `topic` every second, without a metrics endpoint
+/// unless `watch_extra` sets one; `rest` holds the `[policies]` and `[actuator]` tables.
+pub fn scale_toml(group: &str, topic: &str, watch_extra: &str, rest: &str) -> String {
+    let metrics = if watch_extra.contains("metrics_listen") { "" } else { "metrics_listen = \"\"\n" };
+    format!("[watch]\ngroup = \"{group}\"\ntopics = [\"{topic}\"]\ninterval = \"1s\"\n{metrics}{watch_extra}\n{rest}")
 }
 
 /// A record as read back.
@@ -173,7 +238,7 @@ impl Fixture {
 
     /// Starts `tidal serve` with this fixture's config.
     pub fn spawn(&self, instance: &str) -> Server {
-        let child = Command::new(env!("CARGO_BIN_EXE_tidal"))
+        let child = tidal()
             .args(["serve", "--config"])
             .arg(&self.config_path)
             .args(["--instance", instance])
@@ -188,16 +253,31 @@ impl Fixture {
     /// Starts `tidal serve` with its log (stderr) in a file of the fixture's folder.
     pub fn spawn_logged(&self, instance: &str, log_name: &str) -> (Server, PathBuf) {
         let log = self.dir.path().join(log_name);
-        let child = Command::new(env!("CARGO_BIN_EXE_tidal"))
+        let child = tidal()
             .args(["serve", "--config"])
             .arg(&self.config_path)
             .args(["--instance", instance])
             .env("TIDAL_LOG", "info,librdkafka=warn")
-            .env("NO_COLOR", "1")
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
             .expect("start tidal serve");
+        (Server(child), log)
+    }
+
+    /// Starts `tidal scale run` on this fixture's broker with `scale_toml`, its log in a file.
+    pub fn spawn_scaler(&self, scale_toml: &str) -> (Server, PathBuf) {
+        let path = self.dir.path().join("scale.toml");
+        std::fs::write(&path, scale_toml).unwrap();
+        let log = self.dir.path().join("scale.log");
+        let child = tidal()
+            .args(["scale", "run", "--brokers", &self.brokers, "--config"])
+            .arg(&path)
+            .env("TIDAL_LOG", "info,librdkafka=warn")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("start tidal scale run");
         (Server(child), log)
     }
 
@@ -276,6 +356,12 @@ pub struct Reader {
     pub records: Vec<Record>,
 }
 
+/// A number unique to each reader of this test process.
+fn next_reader() -> usize {
+    static READERS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    READERS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+}
+
 impl Reader {
     pub fn new(topic: &str, read_committed: bool) -> Reader {
         Reader::on(&brokers(), topic, read_committed)
@@ -285,7 +371,8 @@ impl Reader {
     pub fn on(brokers: &str, topic: &str, read_committed: bool) -> Reader {
         let consumer: BaseConsumer = ClientConfig::new()
             .set("bootstrap.servers", brokers)
-            .set("group.id", format!("reader-{}-{}", topic, read_committed))
+            // A group of its own: two readers of one topic must each see every record.
+            .set("group.id", format!("reader-{topic}-{read_committed}-{}-{}", std::process::id(), next_reader()))
             .set("enable.auto.commit", "false")
             .set("auto.offset.reset", "earliest")
             .set("isolation.level", if read_committed { "read_committed" } else { "read_uncommitted" })
@@ -352,16 +439,21 @@ pub fn requests(n: usize) -> Vec<(String, String)> {
 
 /// Every expected id exactly once in what `reader` saw, and nothing else.
 pub fn assert_exactly_once(reader: &Reader, expected: &[(String, String)]) {
+    assert_each_id_once(reader, expected.iter().map(|(id, _)| id.as_str()));
+}
+
+/// Every id in `ids` answered once in `reader`, and nothing else answered.
+pub fn assert_each_id_once<'a>(reader: &Reader, ids: impl IntoIterator<Item = &'a str>) {
     let counts = reader.id_counts();
     let duplicates: Vec<_> = counts.iter().filter(|(_, &c)| c > 1).collect();
     assert!(duplicates.is_empty(), "duplicates in read_committed: {duplicates:?}");
-    let wanted: std::collections::HashSet<&str> = expected.iter().map(|(id, _)| id.as_str()).collect();
+    let wanted: std::collections::HashSet<&str> = ids.into_iter().collect();
     let got: std::collections::HashSet<&str> = counts.keys().map(String::as_str).collect();
     let missing: Vec<_> = wanted.difference(&got).take(10).collect();
     let unexpected: Vec<_> = got.difference(&wanted).take(10).collect();
     assert!(missing.is_empty(), "missing results: {missing:?} ...");
     assert!(unexpected.is_empty(), "results nobody asked for: {unexpected:?}");
-    assert_eq!(reader.records.len(), expected.len());
+    assert_eq!(reader.records.len(), wanted.len());
 }
 
 /// Sends SIGTERM and waits for the exit status, at most `timeout`.

@@ -1,0 +1,97 @@
+//! The command line: one module per command, each owning its arguments and its body. This file
+//! only lists the commands and hands each to its module.
+
+mod bench;
+mod gateway;
+mod models;
+mod records;
+mod scale;
+mod serve;
+mod status;
+mod topics;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+
+use tidal::config::KafkaConfig;
+
+#[derive(Parser)]
+#[command(name = "tidal", version, about = "Kafka-native ML inference: requests in, predictions out, exactly once")]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the processor: consume requests, run the models, produce results exactly once.
+    ///
+    /// Example: tidal serve --brokers 127.0.0.1:9092
+    Serve(serve::ServeArgs),
+    /// Manage the declared topics (topics/*.toml).
+    #[command(subcommand)]
+    Topics(topics::TopicsCommand),
+    /// The companion scaler: replica counts from lag and rate.
+    #[command(subcommand)]
+    Scale(scale::ScaleCommand),
+    /// Measure the limit (model alone), tidal end to end (exactly-once and at-least-once,
+    /// capacity and latency under open-loop load) and the Python baselines, in one run; prints
+    /// the ratios and writes report.json and bench.png. scripts/bench.sh does the set-up.
+    ///
+    /// Example: tidal bench --brokers 127.0.0.1:9092 --python ~/.cache/tidal/venv/bin/python
+    Bench(Box<bench::BenchArgs>),
+    /// Show a consumer group's partitions: end offset, committed, lag, rate, owner.
+    ///
+    /// Example: tidal status --group tidal-tidal --watch
+    Status(status::StatusArgs),
+    /// Produce JSON lines (one request per line) from a file or stdin to a topic, or image files
+    /// as raw records (`--image`, with a content-type header and the file stem as id).
+    #[command(after_help = records::PRODUCE_EXAMPLES)]
+    Produce(records::ProduceArgs),
+    /// Print a topic's committed records (read_committed) as JSON lines, from the beginning.
+    #[command(after_help = records::CONSUME_EXAMPLES)]
+    Consume(records::ConsumeArgs),
+    /// HTTP request-reply over the stream: POST a request, get its result (or 504 at the timeout).
+    #[command(after_help = gateway::EXAMPLES)]
+    Gateway(gateway::GatewayArgs),
+    /// List, describe and verify model manifests: what `tidal serve` would load, checked before
+    /// it serves.
+    #[command(subcommand)]
+    Models(models::ModelsCommand),
+}
+
+/// Kafka bootstrap servers, for the commands that need nothing else from a configuration.
+#[derive(Args)]
+pub struct BrokerArgs {
+    /// Kafka bootstrap servers (host:port[,host:port]).
+    #[arg(long, env = "TIDAL_BROKERS", default_value = "127.0.0.1:9092")]
+    pub brokers: String,
+}
+
+impl BrokerArgs {
+    /// Default client settings on these brokers, once their addresses are checked.
+    pub fn kafka_config(&self) -> anyhow::Result<KafkaConfig> {
+        tidal::config::validate_brokers(&self.brokers)?;
+        Ok(KafkaConfig { brokers: self.brokers.clone(), ..KafkaConfig::default() })
+    }
+}
+
+/// Runs one command to its end.
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    match cli.command {
+        Command::Serve(args) => runtime.block_on(serve::run(args)),
+        Command::Scale(command) => runtime.block_on(scale::run(command)),
+        Command::Status(args) => runtime.block_on(status::run(args)),
+        Command::Bench(args) => bench::run(*args),
+        Command::Topics(command) => runtime.block_on(topics::run(command)),
+        Command::Models(command) => models::run(command),
+        Command::Gateway(args) => runtime.block_on(gateway::run(args)),
+        Command::Produce(args) => records::produce(args),
+        Command::Consume(args) => records::consume(args),
+    }
+}

@@ -1,0 +1,150 @@
+//! `tidal scale run | override | simulate`.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use clap::Subcommand;
+
+use tidal::scale::{manual, simulate as sim, ScaleConfig};
+use tidal::shutdown::Shutdown;
+use tidal::{metrics, tools};
+
+use super::BrokerArgs;
+
+#[derive(Subcommand)]
+pub enum ScaleCommand {
+    /// Watch the processors' group and set the replica count (runs until SIGINT/SIGTERM; the
+    /// local actuator's processes are stopped gracefully on the way out).
+    ///
+    /// Example: tidal scale run --config scale.toml
+    Run {
+        #[command(flatten)]
+        brokers: BrokerArgs,
+        /// Scaler configuration (TOML: [watch], [policies], [actuator]); default: built-in.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Set or clear the manual override a running scaler obeys (its `watch.override_file` or
+    /// `watch.override_topic`).
+    ///
+    /// Examples: tidal scale override --file /run/tidal/replicas 6   (then: --clear)
+    ///           tidal scale override --topic tidal.scale.override 6
+    Override {
+        #[command(flatten)]
+        brokers: BrokerArgs,
+        /// The scaler's `watch.override_file`.
+        #[arg(long, required_unless_present = "topic", conflicts_with = "topic")]
+        file: Option<PathBuf>,
+        /// The scaler's `watch.override_topic`.
+        #[arg(long)]
+        topic: Option<String>,
+        /// Replicas to run regardless of the policies (still within min/max_replicas).
+        replicas: Option<u32>,
+        /// Remove the override: the policies decide again.
+        #[arg(long, conflicts_with = "replicas")]
+        clear: bool,
+    },
+    /// Replay a traffic trace through the policies with a simple replica model; writes
+    /// simulation.csv and simulation.png and prints a summary.
+    ///
+    /// Example: tidal scale simulate --trace match-day --config scale.toml --out /tmp/sim
+    Simulate {
+        /// Policies and replica model (TOML: [policies], [simulation]); default: built-in.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// A CSV file of `seconds,rate`, or `match-day` (built in: steady, 6x surge, cliff).
+        #[arg(long, default_value = "match-day")]
+        trace: String,
+        /// Base rate of the built-in match-day trace, records/s.
+        #[arg(long, default_value_t = 100.0)]
+        base_rate: f64,
+        /// Folder for simulation.csv and simulation.png.
+        #[arg(long, default_value = ".")]
+        out: PathBuf,
+    },
+}
+
+pub async fn run(command: ScaleCommand) -> anyhow::Result<()> {
+    match command {
+        ScaleCommand::Run { brokers, config } => watch(&brokers, config.as_deref()).await,
+        ScaleCommand::Override { brokers, file, topic, replicas, clear } => {
+            let replicas = match (replicas, clear) {
+                (_, true) => None,
+                (Some(n), false) => Some(n),
+                (None, false) => anyhow::bail!("give a replica count, or --clear"),
+            };
+            set_override(&brokers, file.as_deref(), topic.as_deref(), replicas)
+        }
+        ScaleCommand::Simulate { config, trace, base_rate, out } => {
+            simulate(config.as_deref(), &trace, base_rate, &out)
+        }
+    }
+}
+
+/// `tidal scale run`.
+async fn watch(brokers: &BrokerArgs, config: Option<&Path>) -> anyhow::Result<()> {
+    let config = ScaleConfig::load(config)?;
+    let kafka = brokers.kafka_config()?;
+    let listen = config.watch.metrics_listen.trim();
+    if !listen.is_empty() {
+        let address = listen.parse().with_context(|| format!("watch.metrics_listen = {listen:?} is not host:port"))?;
+        metrics::install_exporter(address)?;
+    }
+    let shutdown = Shutdown::on_signals("the scaler")?;
+    tidal::scale::run::run(&config, &kafka, &shutdown).await?;
+    Ok(())
+}
+
+/// `tidal scale override`: `replicas` `None` clears it.
+fn set_override(
+    brokers: &BrokerArgs,
+    file: Option<&Path>,
+    topic: Option<&str>,
+    replicas: Option<u32>,
+) -> anyhow::Result<()> {
+    match (file, topic) {
+        (Some(file), _) => eprintln!("{}", manual::write_file(file, replicas)?),
+        (None, Some(topic)) => {
+            let value = manual::topic_record(replicas);
+            let options = tools::ProduceOptions::default();
+            let count = tools::produce_lines(&brokers.kafka_config()?, topic, value.as_bytes(), options)?;
+            eprintln!("override record {value:?} written to {topic} ({count} record)");
+        }
+        (None, None) => anyhow::bail!("give --file or --topic"),
+    }
+    Ok(())
+}
+
+/// `tidal scale simulate`.
+fn simulate(config: Option<&Path>, trace: &str, base_rate: f64, out: &Path) -> anyhow::Result<()> {
+    let config = ScaleConfig::load(config)?;
+    let trace = if trace == "match-day" { sim::match_day(base_rate) } else { sim::read_trace(Path::new(trace))? };
+    let model = config.simulation.model();
+    let steps = sim::run(&trace, &config.policies, &model);
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    let csv = out.join("simulation.csv");
+    std::fs::write(&csv, sim::to_csv(&steps)).with_context(|| format!("writing {}", csv.display()))?;
+    let png = out.join("simulation.png");
+    sim::write_chart(&steps, &png, None)?;
+    println!("{:>7} {:>9} {:>9} {:>8} {:>7}  policy", "seconds", "rate/s", "lag", "replicas", "serving");
+    let every = (60.0 / model.interval.as_secs_f64()).round().max(1.0) as usize;
+    for step in steps.iter().step_by(every) {
+        println!(
+            "{:>7.0} {:>9.1} {:>9.0} {:>8} {:>7}  {}",
+            step.at, step.ingest_rate, step.lag, step.replicas, step.active, step.policy
+        );
+    }
+    let summary = sim::summarize(&steps, model.interval);
+    let secs = |v: Option<f64>| v.map_or("never".to_string(), |s| format!("{s:.0} s"));
+    println!(
+        "peak lag {:.0}; peak replicas {}; first replica added {} after the surge began; lag drained {} after its peak; \
+         {:.0} replica-seconds",
+        summary.peak_lag,
+        summary.peak_replicas,
+        secs(summary.first_scale_up_after),
+        secs(summary.drained_after),
+        summary.replica_seconds
+    );
+    println!("wrote {} and {}", csv.display(), png.display());
+    Ok(())
+}

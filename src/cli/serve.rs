@@ -1,0 +1,106 @@
+//! `tidal serve`: the processor, until SIGINT/SIGTERM or until a worker asks the process to stop.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Args;
+
+use tidal::config::{Delivery, ServeConfig, ServeOverrides};
+use tidal::shutdown::Shutdown;
+use tidal::{metrics, worker};
+
+/// How long the workers get to finish their batches after a stop.
+const STOP_TIMEOUT: Duration = Duration::from_secs(30);
+
+#[derive(Args)]
+pub struct ServeArgs {
+    /// TOML configuration file (see tidal.example.toml).
+    #[arg(long, short, env = "TIDAL_CONFIG")]
+    config: Option<PathBuf>,
+    /// Kafka bootstrap servers (host:port[,host:port]).
+    #[arg(long, env = "TIDAL_BROKERS")]
+    brokers: Option<String>,
+    /// Worker threads (default: CPUs − 1).
+    #[arg(long, env = "TIDAL_WORKERS")]
+    workers: Option<usize>,
+    /// Stable identity of this process within the app (default: host name).
+    #[arg(long, env = "TIDAL_INSTANCE")]
+    instance: Option<String>,
+    /// Application name (consumer group `tidal-<app>`, transactional ids `<app>-...`).
+    #[arg(long, env = "TIDAL_APP")]
+    app: Option<String>,
+    /// Models to serve, comma-separated.
+    #[arg(long, env = "TIDAL_MODELS", value_delimiter = ',')]
+    models: Option<Vec<String>>,
+    /// Folder the model manifests' files resolve against.
+    #[arg(long, env = "TIDAL_MODEL_DIR")]
+    model_dir: Option<PathBuf>,
+    /// Folder of model manifests (default: built in).
+    #[arg(long, env = "TIDAL_MANIFEST_DIR")]
+    manifest_dir: Option<PathBuf>,
+    /// Prometheus /metrics address; "" disables it.
+    #[arg(long, env = "TIDAL_METRICS_LISTEN")]
+    metrics_listen: Option<String>,
+    /// Most requests per batch (and per transaction).
+    #[arg(long, env = "TIDAL_MAX_BATCH")]
+    max_batch: Option<usize>,
+    /// Do not pin workers to cores.
+    #[arg(long)]
+    no_pin: bool,
+    /// `exactly-once` (default) or `at-least-once` (no transactions; a crash can duplicate results).
+    #[arg(long, env = "TIDAL_DELIVERY")]
+    delivery: Option<Delivery>,
+}
+
+impl ServeArgs {
+    /// Layers: defaults < file < environment/flags (clap reads `TIDAL_*` for each flag).
+    fn into_config(self) -> tidal::Result<ServeConfig> {
+        let overrides = ServeOverrides {
+            brokers: self.brokers,
+            workers: self.workers,
+            instance: self.instance,
+            app: self.app,
+            models: self.models,
+            model_dir: self.model_dir,
+            manifest_dir: self.manifest_dir,
+            metrics_listen: self.metrics_listen,
+            max_batch: self.max_batch,
+            pin_workers: self.no_pin.then_some(false),
+            delivery: self.delivery,
+        };
+        Ok(ServeConfig::load(self.config.as_deref())?.with_overrides(overrides))
+    }
+}
+
+pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
+    let config = args.into_config()?;
+    config.validate()?;
+    if let Some(address) = config.metrics.address()? {
+        metrics::install_exporter(address)?;
+        tracing::info!(%address, "metrics on http://{address}/metrics");
+    }
+    let shutdown = Shutdown::on_signals("the processor")?;
+    let processor = tokio::task::block_in_place(|| worker::start(config, shutdown.clone()))?;
+    let mut check = tokio::time::interval(Duration::from_millis(500));
+    loop {
+        tokio::select! {
+            _ = shutdown.requested() => break,
+            _ = check.tick() => {
+                if processor.any_worker_died() {
+                    processor.stop();
+                    anyhow::bail!("a worker thread ended unexpectedly; exiting so that a supervisor restarts tidal");
+                }
+            }
+        }
+    }
+    processor.stop();
+    // A worker that found a twin process stops the others too, and says why.
+    let failure = processor.failure();
+    let stopped = tokio::task::block_in_place(|| processor.wait(STOP_TIMEOUT));
+    if let Some(reason) = failure {
+        anyhow::bail!(reason);
+    }
+    stopped?;
+    tracing::info!("stopped cleanly");
+    Ok(())
+}
