@@ -113,6 +113,11 @@ pub struct KafkaConfig {
     /// How long a blocking Kafka call (init/commit/abort transaction, committed offsets) may take.
     #[serde(with = "humantime_serde")]
     pub call_timeout: Duration,
+    /// How long `tidal serve` (and the other commands) try to reach the brokers at start-up
+    /// before giving up with the reason; an orchestrator restarts the process. Once connected,
+    /// outages are retried without end.
+    #[serde(with = "humantime_serde")]
+    pub startup_timeout: Duration,
     /// Extra librdkafka properties passed as they are to every client. Values of secret keys
     /// (`*password*`, `*secret*`, ...) are redacted when the configuration is printed; prefer
     /// `[kafka.security]`, which takes secrets from the environment or a file.
@@ -130,6 +135,7 @@ impl std::fmt::Debug for KafkaConfig {
             .field("session_timeout", &self.session_timeout)
             .field("max_poll_interval", &self.max_poll_interval)
             .field("call_timeout", &self.call_timeout)
+            .field("startup_timeout", &self.startup_timeout)
             .field("librdkafka_options", &crate::secret::redacted(&self.librdkafka_options))
             .field("security", &self.security)
             .finish()
@@ -231,6 +237,7 @@ impl Default for KafkaConfig {
             session_timeout: Duration::from_secs(10),
             max_poll_interval: Duration::from_secs(300),
             call_timeout: Duration::from_secs(30),
+            startup_timeout: Duration::from_secs(30),
             librdkafka_options: BTreeMap::new(),
             security: crate::security::SecurityConfig::default(),
         }
@@ -378,6 +385,18 @@ impl ServeConfig {
     /// Parses TOML text over the defaults.
     pub fn from_toml(text: &str) -> Result<Self> {
         toml::from_str(text).map_err(|e| Error::Config(e.message().to_string() + &span_hint(text, e.span())))
+    }
+
+    /// Every topic the processor reads or writes: its models' request and result topics and the
+    /// dead-letter topic.
+    pub fn topics_needed(&self) -> Vec<String> {
+        let mut topics: Vec<String> = self
+            .models
+            .iter()
+            .flat_map(|m| [format!("{}{m}", self.topics.request_prefix), format!("{}{m}", self.topics.result_prefix)])
+            .collect();
+        topics.push(self.topics.dead_letter.clone());
+        topics
     }
 
     /// The consumer group: configured, else `tidal-<app>`.

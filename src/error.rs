@@ -8,6 +8,13 @@ pub enum Error {
     /// The configuration is invalid; the message names the key and the fix.
     #[error("configuration: {0}")]
     Config(String),
+    /// The brokers cannot be reached (or refuse the client); the message names the addresses,
+    /// the cause and what to check.
+    #[error("{0}")]
+    Unreachable(String),
+    /// Topics a command needs do not exist; the message names them and the fix.
+    #[error("{0}")]
+    MissingTopics(String),
     /// A file could not be read.
     #[error("cannot read {path}: {source}")]
     Io {
@@ -32,6 +39,12 @@ pub enum Error {
     /// transaction; the worker rebuilds its clients.
     #[error("consumer of {transactional_id} is not a group member; rebuilding its clients")]
     NotGroupMember { transactional_id: String },
+    /// The HTTP gateway could not start or serve.
+    #[error("gateway: {0}")]
+    Gateway(String),
+    /// The scaler's actuator could not start, stop or count replicas.
+    #[error("actuator: {0}")]
+    Actuator(String),
     /// A benchmark step failed (a target did not start, or answered wrongly).
     #[error("benchmark: {0}")]
     Bench(String),

@@ -20,11 +20,11 @@
 //! | [`install`] | pinned versions and install folders, from the file the set-up scripts read |
 //! | [`shutdown`] | one shutdown signal (SIGINT/SIGTERM or code) for every long-running command |
 //! | [`scale`] | the companion scaler: policies, damping, simulation |
-//! | [`chart`] | the drawing primitives of bench.png and simulation.png |
+//! | `chart` | the drawing primitives of bench.png and simulation.png |
 //! | [`bench`] | `tidal bench`: the limit, tidal and the baselines a user would run instead, in one run |
 
 pub mod bench;
-pub mod chart;
+pub(crate) mod chart;
 pub mod codec;
 pub mod config;
 pub mod error;

@@ -18,8 +18,19 @@ use tidal::config::KafkaConfig;
 #[derive(Parser)]
 #[command(name = "tidal", version, about = "Kafka-native ML inference: requests in, predictions out, exactly once")]
 pub struct Cli {
+    /// Log lines for people (`human`, the default) or one JSON object per line for a log
+    /// platform (`json`); the level filter is `TIDAL_LOG` (e.g. `info,librdkafka=warn`).
+    #[arg(long, global = true, env = "TIDAL_LOG_FORMAT", value_enum, default_value_t = LogFormat::Human)]
+    pub log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+/// How log lines are written (to stderr).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Human,
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -74,6 +85,17 @@ impl BrokerArgs {
         tidal::config::validate_brokers(&self.brokers)?;
         Ok(KafkaConfig { brokers: self.brokers.clone(), ..KafkaConfig::default() })
     }
+}
+
+/// How long a command other than `serve` tries to reach the brokers before saying why not.
+const COMMAND_CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Checks, before a command starts, that the brokers answer and that `topics` exist: the
+/// failure is one line with the address, the cause and the fix, within `timeout`.
+pub fn preflight(kafka: &KafkaConfig, topics: &[String], timeout: std::time::Duration) -> anyhow::Result<()> {
+    let cluster = tokio::task::block_in_place(|| tidal::kafka::probe::reach(kafka, timeout))?;
+    cluster.require(topics, &kafka.brokers)?;
+    Ok(())
 }
 
 /// Runs one command to its end.

@@ -65,6 +65,7 @@ pub struct ConsumeArgs {
 pub fn produce(args: ProduceArgs) -> anyhow::Result<()> {
     let config = args.brokers.kafka_config()?;
     let topic = &args.topic;
+    super::preflight(&config, std::slice::from_ref(topic), super::COMMAND_CONNECT_TIMEOUT)?;
     if !args.images.is_empty() {
         let count = tools::produce_images(&config, topic, &args.images)?;
         eprintln!("produced {count} image records to {topic}");
@@ -86,6 +87,7 @@ pub fn produce(args: ProduceArgs) -> anyhow::Result<()> {
 
 pub fn consume(args: ConsumeArgs) -> anyhow::Result<()> {
     let config = args.brokers.kafka_config()?;
+    super::preflight(&config, std::slice::from_ref(&args.topic), super::COMMAND_CONNECT_TIMEOUT)?;
     let until = tools::ConsumeUntil { max: args.max, idle: (!args.follow).then_some(args.idle) };
     tools::consume(&config, &args.topic, until, |value, headers| {
         if args.headers {

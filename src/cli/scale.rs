@@ -85,6 +85,7 @@ pub async fn run(command: ScaleCommand) -> anyhow::Result<()> {
 async fn watch(brokers: &BrokerArgs, config: Option<&Path>) -> anyhow::Result<()> {
     let config = ScaleConfig::load(config)?;
     let kafka = brokers.kafka_config()?;
+    super::preflight(&kafka, &config.watch.topics, super::COMMAND_CONNECT_TIMEOUT)?;
     let listen = config.watch.metrics_listen.trim();
     if !listen.is_empty() {
         let address = listen.parse().with_context(|| format!("watch.metrics_listen = {listen:?} is not host:port"))?;

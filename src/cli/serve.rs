@@ -1,7 +1,7 @@
 //! `tidal serve`: the processor, until SIGINT/SIGTERM or until a worker asks the process to stop.
 
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use clap::Args;
 
@@ -72,6 +72,32 @@ impl ServeArgs {
     }
 }
 
+/// Start-up: the brokers answer and the topics exist, within `kafka.startup_timeout` (topics
+/// created by a job started at the same time get that long to appear). A failure ends the
+/// process with the reason; an orchestrator restarts it.
+async fn wait_for_kafka(config: &ServeConfig, shutdown: &Shutdown) -> anyhow::Result<()> {
+    let deadline = Instant::now() + config.kafka.startup_timeout;
+    let topics = config.topics_needed();
+    let mut warned = false;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match super::preflight(&config.kafka, &topics, left.min(Duration::from_secs(1))) {
+            Ok(()) => return Ok(()),
+            Err(e) if Instant::now() >= deadline || shutdown.is_requested() => {
+                let waited = config.kafka.startup_timeout;
+                return Err(e.context(format!("gave up after {waited:?} (kafka.startup_timeout)")));
+            }
+            Err(e) => {
+                if !warned {
+                    tracing::warn!("{e:#}; waiting up to {:?} (kafka.startup_timeout)", config.kafka.startup_timeout);
+                    warned = true;
+                }
+                let _ = tokio::time::timeout(Duration::from_secs(1), shutdown.requested()).await;
+            }
+        }
+    }
+}
+
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let config = args.into_config()?;
     config.validate()?;
@@ -80,6 +106,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         tracing::info!(%address, "metrics on http://{address}/metrics");
     }
     let shutdown = Shutdown::on_signals("the processor")?;
+    wait_for_kafka(&config, &shutdown).await?;
     let processor = tokio::task::block_in_place(|| worker::start(config, shutdown.clone()))?;
     let mut check = tokio::time::interval(Duration::from_millis(500));
     loop {

@@ -33,6 +33,8 @@ pub async fn run(args: StatusArgs) -> anyhow::Result<()> {
 }
 
 fn show(args: StatusArgs, shutdown: &Shutdown) -> anyhow::Result<()> {
+    let kafka = args.brokers.kafka_config()?;
+    super::preflight(&kafka, &args.topics, super::COMMAND_CONNECT_TIMEOUT)?;
     let observer = Observer::new(&args.brokers.kafka_config()?, &args.group, args.topics, "tidal.requests.")?;
     let started = Instant::now();
     let mut previous = None;

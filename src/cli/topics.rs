@@ -26,6 +26,7 @@ pub enum TopicsCommand {
 pub async fn run(command: TopicsCommand) -> anyhow::Result<()> {
     let TopicsCommand::Apply { brokers, dir, replication_factor } = command;
     let specs = kafka::load_topic_specs(dir.as_deref())?;
+    super::preflight(&brokers.kafka_config()?, &[], super::COMMAND_CONNECT_TIMEOUT)?;
     let admin = kafka::admin_client(&brokers.kafka_config()?)?;
     for report in kafka::apply_topics(&admin, &specs, replication_factor).await? {
         println!("{report}");

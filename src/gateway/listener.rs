@@ -50,7 +50,7 @@ impl Listener {
                     alive.store(false, Ordering::Relaxed);
                 }
             })
-            .map_err(|e| Error::Config(format!("starting the gateway's listener thread: {e}")))?;
+            .map_err(|e| Error::Gateway(format!("cannot start the result listener's thread: {e}")))?;
         Ok(Listener { stop, alive, thread: Some(thread) })
     }
 

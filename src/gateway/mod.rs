@@ -73,11 +73,11 @@ impl Gateway {
         let address = self.settings.listen;
         let socket = tokio::net::TcpListener::bind(address)
             .await
-            .map_err(|e| Error::Config(format!("gateway: cannot listen on {address}: {e} (is the port in use?)")))?;
+            .map_err(|e| Error::Gateway(format!("cannot listen on {address}: {e} (is the port in use?)")))?;
         tracing::info!(%address, models = ?self.settings.models, "gateway listening: POST /v1/models/<model>");
         axum::serve(socket, http::router(Arc::new(self)))
             .with_graceful_shutdown(shutdown)
             .await
-            .map_err(|e| Error::Config(format!("gateway: HTTP server failed: {e}")))
+            .map_err(|e| Error::Gateway(format!("the HTTP server failed: {e}")))
     }
 }

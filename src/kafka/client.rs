@@ -135,6 +135,13 @@ pub fn plain_producer_config(kafka: &KafkaConfig) -> Result<ClientConfig> {
     Ok(config)
 }
 
+/// A short-lived client that only reads metadata (the start-up checks).
+pub fn probe_config(kafka: &KafkaConfig) -> Result<ClientConfig> {
+    let mut config = base_config(kafka, "tidal-probe")?;
+    config.set("group.id", "tidal-probe");
+    Ok(config)
+}
+
 /// An admin client.
 pub fn admin_client(kafka: &KafkaConfig) -> Result<AdminClient<DefaultClientContext>> {
     base_config(kafka, "tidal-admin")?.create().map_err(|e| Error::kafka("creating the admin client", e))

@@ -116,7 +116,7 @@ pub fn build(config: &ActuatorConfig) -> Result<Box<dyn Actuator>> {
             let binary = match binary {
                 Some(b) => b.clone(),
                 None => std::env::current_exe().map_err(|e| {
-                    Error::Config(format!("cannot find the tidal binary to spawn: {e}; set actuator.binary"))
+                    Error::Actuator(format!("cannot find the tidal binary to spawn: {e}; set actuator.binary"))
                 })?,
             };
             Box::new(LocalProcesses {
@@ -192,7 +192,7 @@ impl LocalProcesses {
             .args(["--instance", &instance, "--metrics-listen", &metrics])
             .stdin(Stdio::null())
             .spawn()
-            .map_err(|e| Error::Config(format!("cannot start {} serve: {e}", self.binary.display())))?;
+            .map_err(|e| Error::Actuator(format!("cannot start {} serve: {e}", self.binary.display())))?;
         tracing::info!(%instance, pid = child.id(), "started a processor");
         Ok(child)
     }
@@ -264,9 +264,9 @@ impl Actuator for ShellCommand {
         let status = Command::new("sh")
             .args(["-c", &command])
             .status()
-            .map_err(|e| Error::Config(format!("cannot run actuator command {command:?}: {e}")))?;
+            .map_err(|e| Error::Actuator(format!("cannot run actuator command {command:?}: {e}")))?;
         if !status.success() {
-            return Err(Error::Config(format!("actuator command {command:?} failed with {status}")));
+            return Err(Error::Actuator(format!("actuator command {command:?} failed with {status}")));
         }
         self.last = Some(replicas);
         Ok(())
@@ -288,10 +288,10 @@ pub struct Kubernetes {
 impl Kubernetes {
     fn kubectl(&self, args: &[String]) -> Result<String> {
         let output = Command::new(&self.kubectl).args(&self.base).args(args).output().map_err(|e| {
-            Error::Config(format!("cannot run {}: {e} (is kubectl installed?)", self.kubectl.display()))
+            Error::Actuator(format!("cannot run {}: {e} (is kubectl installed?)", self.kubectl.display()))
         })?;
         if !output.status.success() {
-            return Err(Error::Config(format!(
+            return Err(Error::Actuator(format!(
                 "kubectl {} failed: {}",
                 args.join(" "),
                 String::from_utf8_lossy(&output.stderr).trim()
@@ -306,7 +306,7 @@ impl Kubernetes {
             self.kubectl(&["get".into(), self.target.clone(), "-o".into(), "jsonpath={.spec.replicas}".into()])?;
         out.trim()
             .parse()
-            .map_err(|_| Error::Config(format!("kubectl returned {out:?} as the replicas of {}", self.target)))
+            .map_err(|_| Error::Actuator(format!("kubectl returned {out:?} as the replicas of {}", self.target)))
     }
 }
 

@@ -18,4 +18,3 @@ mod run;
 mod watchdog;
 
 pub use pool::{start, Processor};
-pub use process::{process_batch, ModelSlot, OutgoingRecord, Rules};
