@@ -133,3 +133,38 @@ fn json_logs_are_one_object_per_line() {
         .iter()
         .any(|l| l["level"] == "WARN" && l["message"].as_str().unwrap().contains("connection refused")));
 }
+
+#[cfg(feature = "broker-tests")]
+#[test]
+fn doctor_passes_a_ready_set_up_and_names_the_fix_for_each_failure() {
+    let fx = common::Fixture::new("doctor", 1, "");
+    let (code, stdout, stderr) = {
+        let out = tidal().args(["doctor", "--config"]).arg(&fx.config_path).output().unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    assert_eq!(code, Some(0), "a ready set-up passes:\n{stdout}{stderr}");
+    assert!(stdout.contains(&format!("✓ topic {} present", fx.requests())), "{stdout}");
+    assert!(stdout.contains("✓ model sentiment") && stdout.contains("answers its sample"), "{stdout}");
+
+    // The same configuration against topics that were never created, and a busy metrics port.
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let config = std::fs::read_to_string(&fx.config_path).unwrap().replace(&fx.prefix, "never-created");
+    let path = fx.dir.path().join("broken.toml");
+    std::fs::write(&path, config).unwrap();
+    let out = tidal()
+        .args(["doctor", "--config"])
+        .arg(&path)
+        .args(["--metrics-listen", &busy.local_addr().unwrap().to_string()])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("✗ topic never-created.requests.sentiment is missing"), "{stdout}");
+    assert!(stdout.contains("fix: tidal topics apply --brokers"), "{stdout}");
+    assert!(stdout.contains("✗ metrics port"), "{stdout}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("checks failed"));
+}

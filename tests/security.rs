@@ -22,7 +22,7 @@ fn secure_config(dir: &std::path::Path, port: u16, security: &str) -> std::path:
     let config = dir.join("tidal.toml");
     let text = format!(
         "workers = 1\npin_workers = false\nmodels = [\"sentiment\"]\n[metrics]\nlisten = \"\"\n\
-         [kafka]\nbrokers = \"127.0.0.1:{port}\"\nsession_timeout = \"6s\"\n[kafka.security]\n{security}\n"
+         [kafka]\nbrokers = \"127.0.0.1:{port}\"\nsession_timeout = \"6s\"\nstartup_timeout = \"120s\"\n[kafka.security]\n{security}\n"
     );
     std::fs::write(&config, text).unwrap();
     config

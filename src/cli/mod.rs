@@ -2,6 +2,7 @@
 //! only lists the commands and hands each to its module.
 
 mod bench;
+mod doctor;
 mod gateway;
 mod models;
 mod records;
@@ -65,6 +66,12 @@ enum Command {
     /// HTTP request-reply over the stream: POST a request, get its result (or 504 at the timeout).
     #[command(after_help = gateway::EXAMPLES)]
     Gateway(gateway::GatewayArgs),
+    /// Check what `tidal serve` needs, piece by piece: the configuration, the brokers, the
+    /// topics (as declared), ONNX Runtime, every model on its sample, the metrics port. Prints a
+    /// checklist with the fix for each failure; exits 0 only when all pass.
+    ///
+    /// Example: tidal doctor --brokers 127.0.0.1:9092
+    Doctor(serve::ServeArgs),
     /// List, describe and verify model manifests: what `tidal serve` would load, checked before
     /// it serves.
     #[command(subcommand)]
@@ -94,7 +101,7 @@ const COMMAND_CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_s
 /// failure is one line with the address, the cause and the fix, within `timeout`.
 pub fn preflight(kafka: &KafkaConfig, topics: &[String], timeout: std::time::Duration) -> anyhow::Result<()> {
     let cluster = tokio::task::block_in_place(|| tidal::kafka::probe::reach(kafka, timeout))?;
-    cluster.require(topics, &kafka.brokers)?;
+    tokio::task::block_in_place(|| cluster.require(kafka, topics))?;
     Ok(())
 }
 
@@ -113,6 +120,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Topics(command) => runtime.block_on(topics::run(command)),
         Command::Models(command) => models::run(command),
         Command::Gateway(args) => runtime.block_on(gateway::run(args)),
+        Command::Doctor(args) => runtime.block_on(doctor::run(args)),
         Command::Produce(args) => records::produce(args),
         Command::Consume(args) => records::consume(args),
     }

@@ -65,13 +65,14 @@ pub struct ConsumeArgs {
 pub fn produce(args: ProduceArgs) -> anyhow::Result<()> {
     let config = args.brokers.kafka_config()?;
     let topic = &args.topic;
+    let options = tools::ProduceOptions { rate: args.rate, total: None, progress: !args.quiet };
+    options.validate()?;
     super::preflight(&config, std::slice::from_ref(topic), super::COMMAND_CONNECT_TIMEOUT)?;
     if !args.images.is_empty() {
         let count = tools::produce_images(&config, topic, &args.images)?;
         eprintln!("produced {count} image records to {topic}");
         return Ok(());
     }
-    let options = tools::ProduceOptions { rate: args.rate, total: None, progress: !args.quiet };
     let count = match args.file.filter(|f| f.as_os_str() != "-") {
         Some(path) => {
             let open = || std::fs::File::open(&path).with_context(|| format!("opening {}", path.display()));

@@ -54,7 +54,7 @@ pub struct ServeArgs {
 
 impl ServeArgs {
     /// Layers: defaults < file < environment/flags (clap reads `TIDAL_*` for each flag).
-    fn into_config(self) -> tidal::Result<ServeConfig> {
+    pub(super) fn into_config(self) -> tidal::Result<ServeConfig> {
         let overrides = ServeOverrides {
             brokers: self.brokers,
             workers: self.workers,
@@ -100,7 +100,7 @@ async fn wait_for_kafka(config: &ServeConfig, shutdown: &Shutdown) -> anyhow::Re
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let config = args.into_config()?;
-    config.validate()?;
+    worker::check_local(&config)?;
     if let Some(address) = config.metrics.address()? {
         metrics::install_exporter(address)?;
         tracing::info!(%address, "metrics on http://{address}/metrics");

@@ -13,6 +13,9 @@ use serde::Deserialize;
 
 use crate::error::{Error, Result};
 
+/// How long an admin request may take.
+const TIMEOUT: Duration = Duration::from_secs(30);
+
 /// The topic files shipped in `topics/`, used when no folder is given.
 const BUILT_IN: &[(&str, &str)] = &[
     ("sentiment.toml", include_str!("../../topics/sentiment.toml")),
@@ -51,6 +54,7 @@ fn default_replication() -> i32 {
 /// What `apply` did or found for one topic.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TopicReport {
+    Missing { name: String },
     Created { name: String, partitions: i32 },
     UpToDate { name: String },
     Differs { name: String, differences: Vec<String> },
@@ -59,6 +63,7 @@ pub enum TopicReport {
 impl std::fmt::Display for TopicReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
+            TopicReport::Missing { name } => write!(f, "missing    {name}"),
             TopicReport::Created { name, partitions } => write!(f, "created    {name} ({partitions} partitions)"),
             TopicReport::UpToDate { name } => write!(f, "up to date {name}"),
             TopicReport::Differs { name, differences } => write!(f, "DIFFERS    {name}: {}", differences.join("; ")),
@@ -97,16 +102,12 @@ pub async fn apply_topics(
     specs: &[TopicSpec],
     replication_override: Option<i32>,
 ) -> Result<Vec<TopicReport>> {
-    let timeout = Duration::from_secs(30);
-    let metadata = admin
-        .inner()
-        .fetch_metadata(None, timeout)
-        .map_err(|e| Error::kafka("reading cluster metadata (is the broker reachable?)", e))?;
-    let existing: BTreeMap<String, i32> =
-        metadata.topics().iter().map(|t| (t.name().to_string(), t.partitions().len() as i32)).collect();
-
-    let options = AdminOptions::new().operation_timeout(Some(timeout));
-    let missing: Vec<&TopicSpec> = specs.iter().filter(|s| !existing.contains_key(&s.name)).collect();
+    let found = compare_topics(admin, specs).await?;
+    let missing: Vec<&TopicSpec> = specs
+        .iter()
+        .filter(|s| found.iter().any(|r| matches!(r, TopicReport::Missing { name } if *name == s.name)))
+        .collect();
+    let options = AdminOptions::new().operation_timeout(Some(TIMEOUT));
     let new_topics: Vec<NewTopic<'_>> = missing
         .iter()
         .map(|spec| {
@@ -114,7 +115,8 @@ pub async fn apply_topics(
             spec.config.iter().fold(NewTopic::new(&spec.name, spec.partitions, replication), |t, (k, v)| t.set(k, v))
         })
         .collect();
-    let mut reports = Vec::new();
+    let mut reports: Vec<TopicReport> =
+        found.into_iter().filter(|r| !matches!(r, TopicReport::Missing { .. })).collect();
     if !new_topics.is_empty() {
         let results =
             admin.create_topics(&new_topics, &options).await.map_err(|e| Error::kafka("creating topics", e))?;
@@ -131,9 +133,29 @@ pub async fn apply_topics(
             }
         }
     }
-    for spec in specs.iter().filter(|s| existing.contains_key(&s.name)) {
+    Ok(reports)
+}
+
+/// How each declared topic stands on the cluster: missing, as declared, or different (partitions
+/// or configs). Changes nothing.
+pub async fn compare_topics(
+    admin: &AdminClient<DefaultClientContext>,
+    specs: &[TopicSpec],
+) -> Result<Vec<TopicReport>> {
+    let metadata = admin
+        .inner()
+        .fetch_metadata(None, TIMEOUT)
+        .map_err(|e| Error::kafka("reading cluster metadata (is the broker reachable?)", e))?;
+    let existing: BTreeMap<String, i32> =
+        metadata.topics().iter().map(|t| (t.name().to_string(), t.partitions().len() as i32)).collect();
+    let options = AdminOptions::new().operation_timeout(Some(TIMEOUT));
+    let mut reports = Vec::new();
+    for spec in specs {
+        let Some(&partitions) = existing.get(&spec.name) else {
+            reports.push(TopicReport::Missing { name: spec.name.clone() });
+            continue;
+        };
         let mut differences = Vec::new();
-        let partitions = existing[&spec.name];
         if partitions != spec.partitions {
             differences.push(format!("{partitions} partitions, declared {}", spec.partitions));
         }

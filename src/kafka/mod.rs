@@ -8,7 +8,7 @@ mod context;
 pub mod probe;
 mod txn_error;
 
-pub use admin::{apply_topics, load_topic_specs, TopicReport, TopicSpec};
+pub use admin::{apply_topics, compare_topics, load_topic_specs, TopicReport, TopicSpec};
 pub use client::{
     admin_client, bound_consumer_prefetch, bound_producer_queue, consumer_config, group_offsets_reader_config,
     idempotent_producer_config, plain_producer_config, probe_config, read_committed_consumer_config,

@@ -8,6 +8,7 @@ use std::net::{TcpStream, ToSocketAddrs};
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::types::RDKafkaRespErr;
 
 use crate::config::KafkaConfig;
 use crate::error::{Error, Result};
@@ -89,20 +90,53 @@ fn metadata(kafka: &KafkaConfig, timeout: Duration) -> std::result::Result<Clust
 }
 
 impl Cluster {
-    /// Fails when any of `topics` is missing, naming them and the command that creates them.
-    pub fn require(&self, topics: &[String], brokers: &str) -> Result<()> {
-        let missing: Vec<&str> =
+    /// Fails when any of `topics` is missing, or not visible to this client's principal,
+    /// naming them and the fix.
+    pub fn require(&self, kafka: &KafkaConfig, topics: &[String]) -> Result<()> {
+        let absent: Vec<&str> =
             topics.iter().filter(|t| !self.topics.contains_key(t.as_str())).map(String::as_str).collect();
-        if missing.is_empty() {
+        if absent.is_empty() {
             return Ok(());
         }
+        // A cluster-wide listing leaves out the topics the principal may not describe: ask for
+        // each by name to tell "not there" from "not allowed".
+        let denied: Vec<&str> = absent.iter().copied().filter(|t| is_denied(kafka, t)).collect();
+        let missing: Vec<&str> = absent.iter().copied().filter(|t| !denied.contains(t)).collect();
+        Err(Error::MissingTopics(explain(&kafka.brokers, &missing, &denied)))
+    }
+}
+
+/// Whether the brokers refuse to describe `topic` to this client (ACLs).
+fn is_denied(kafka: &KafkaConfig, topic: &str) -> bool {
+    let Ok(consumer) = super::client::probe_config(kafka)
+        .and_then(|c| c.create::<BaseConsumer>().map_err(|e| Error::kafka("creating the probe", e)))
+    else {
+        return false;
+    };
+    let denied = Some(RDKafkaRespErr::RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED);
+    consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(5))
+        .is_ok_and(|m| m.topics().iter().any(|t| t.error() == denied))
+}
+
+fn explain(brokers: &str, missing: &[&str], denied: &[&str]) -> String {
+    let mut parts = Vec::new();
+    if !missing.is_empty() {
         let (noun, pronoun) = if missing.len() == 1 { ("topic", "it") } else { ("topics", "them") };
-        Err(Error::MissingTopics(format!(
+        parts.push(format!(
             "{noun} {} not found on {brokers}: create {pronoun} with `tidal topics apply --brokers {brokers}` \
              (the declared topics), or check the topic names in the configuration",
             missing.join(", ")
-        )))
+        ));
     }
+    if !denied.is_empty() {
+        parts.push(format!(
+            "not authorized to describe {} on {brokers}: grant this principal the ACLs of the README's Security \
+             section (Describe, Read, Write on the topics; Read on the group; the transactional ids)",
+            denied.join(", ")
+        ));
+    }
+    parts.join("; ")
 }
 
 #[cfg(test)]
@@ -123,13 +157,13 @@ mod tests {
     }
 
     #[test]
-    fn missing_topics_are_named_with_the_fix() {
-        let cluster = Cluster { brokers: 1, topics: [("a".to_string(), 1)].into() };
-        assert!(cluster.require(&["a".into()], "k:9092").is_ok());
-        let err = cluster.require(&["a".into(), "b".into(), "c".into()], "k:9092").unwrap_err().to_string();
-        assert!(
-            err.contains("topics b, c not found on k:9092") && err.contains("tidal topics apply --brokers k:9092"),
-            "{err}"
-        );
+    fn missing_and_denied_topics_are_named_with_the_fix() {
+        let err = explain("k:9092", &["b", "c"], &[]);
+        assert!(err.contains("topics b, c not found on k:9092"), "{err}");
+        assert!(err.contains("tidal topics apply --brokers k:9092"), "{err}");
+        let err = explain("k:9092", &["b"], &["d"]);
+        assert!(err.contains("topic b not found") && err.contains("not authorized to describe d"), "{err}");
+        let present = Cluster { brokers: 1, topics: [("a".to_string(), 1)].into() };
+        assert!(present.require(&KafkaConfig::default(), &["a".into()]).is_ok());
     }
 }

@@ -25,6 +25,18 @@ pub struct ProduceOptions {
     pub progress: bool,
 }
 
+impl ProduceOptions {
+    /// Checks what needs no broker.
+    pub fn validate(&self) -> Result<()> {
+        match self.rate.filter(|r| !(r.is_finite() && *r > 0.0)) {
+            Some(rate) => {
+                Err(Error::Config(format!("--rate must be a positive number of records per second, got {rate}")))
+            }
+            None => Ok(()),
+        }
+    }
+}
+
 /// Produces each non-empty line of `input` as one record to `topic`; the key is the line's `id`
 /// field when it has one. Returns the number of records written.
 pub fn produce_lines(
@@ -33,9 +45,7 @@ pub fn produce_lines(
     input: impl BufRead,
     options: ProduceOptions,
 ) -> Result<usize> {
-    if let Some(rate) = options.rate.filter(|r| !(r.is_finite() && *r > 0.0)) {
-        return Err(Error::Config(format!("--rate must be a positive number of records per second, got {rate}")));
-    }
+    options.validate()?;
     let producer: ThreadedProducer<DefaultProducerContext> =
         kafka::plain_producer_config(kafka_config)?.create().map_err(|e| Error::kafka("creating the producer", e))?;
     let progress = progress_bar(options);

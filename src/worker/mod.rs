@@ -17,4 +17,4 @@ mod rewind;
 mod run;
 mod watchdog;
 
-pub use pool::{start, Processor};
+pub use pool::{check_local, start, Processor};

@@ -21,10 +21,10 @@ pub struct Processor {
     threads: Vec<JoinHandle<()>>,
 }
 
-/// Starts the processor and returns once every worker has loaded its models. The workers stop
-/// when `shutdown` is requested (by a signal, by [`Processor::stop`], or by a worker that found
-/// a twin process).
-pub fn start(config: ServeConfig, shutdown: Shutdown) -> Result<Processor> {
+/// What needs no broker: the configuration, the models' manifests and files, ONNX Runtime.
+/// Checked first, so that a missing model file is reported at once rather than after a wait
+/// for Kafka. Returns the manifests.
+pub fn check_local(config: &ServeConfig) -> Result<Vec<Manifest>> {
     config.validate()?;
     let model_dir = config.model_dir();
     let manifests: Vec<Manifest> = config
@@ -37,6 +37,14 @@ pub fn start(config: ServeConfig, shutdown: Shutdown) -> Result<Processor> {
         })
         .collect::<Result<_>>()?;
     models::init_onnxruntime(&config.onnxruntime_library())?;
+    Ok(manifests)
+}
+
+/// Starts the processor and returns once every worker has loaded its models. The workers stop
+/// when `shutdown` is requested (by a signal, by [`Processor::stop`], or by a worker that found
+/// a twin process).
+pub fn start(config: ServeConfig, shutdown: Shutdown) -> Result<Processor> {
+    let manifests = check_local(&config)?;
 
     let assignment = config.worker_assignment()?;
     let workers = assignment.len();
