@@ -36,6 +36,7 @@ fn wait_for(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
 fn a_burst_scales_out_drains_exactly_once_and_scales_back() {
     let fx = Fixture::new("scale", 4, "");
     let group = format!("tidal-{}", fx.prefix);
+    let notified = fx.dir.path().join("notified.jsonl");
     let scale_toml = common::scale_toml(
         &group,
         &fx.requests(),
@@ -53,8 +54,12 @@ kind = "local"
 instance_prefix = "scaled"
 metrics_base_port = 0
 serve_args = ["--config", "{}", "--no-pin"]
+[notify]
+command = ["sh", "-c", "cat >> {}; echo >> {}"]
 "#,
-            fx.config_path.display()
+            fx.config_path.display(),
+            notified.display(),
+            notified.display()
         ),
     );
     fx.create_topic(&format!("{}.decisions", fx.prefix), 1);
@@ -100,6 +105,15 @@ serve_args = ["--config", "{}", "--no-pin"]
         .map(|r| (r.json()["from"].as_u64().unwrap(), r.json()["to"].as_u64().unwrap()))
         .collect();
     assert!(moves.contains(&(1, 2)) && moves.contains(&(2, 1)), "decision records: {moves:?}");
+    // The same decisions were given to the notify command, one JSON object each.
+    let lines = std::fs::read_to_string(&notified).unwrap_or_default();
+    let told: Vec<(u64, u64)> = lines
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("a JSON decision"))
+        .map(|d| (d["from"].as_u64().unwrap(), d["to"].as_u64().unwrap()))
+        .collect();
+    assert!(told.contains(&(1, 2)) && told.contains(&(2, 1)), "notified: {told:?}");
     wait_for("the scaler's processors to leave", Duration::from_secs(30), || members(&observer) == 0);
 }
 

@@ -20,6 +20,8 @@ pub struct ScaleConfig {
     pub watch: WatchConfig,
     pub policies: PolicyConfig,
     pub actuator: ActuatorConfig,
+    /// Where decisions are announced (a webhook, a command).
+    pub notify: super::notify::NotifyConfig,
     pub simulation: SimulationConfig,
 }
 
@@ -86,6 +88,20 @@ impl ScaleConfig {
                 "policies: need 0 ≤ min_replicas ≤ max_replicas and max_replicas ≥ 1 (got {} and {})",
                 p.min_replicas, p.max_replicas
             ));
+        }
+        if let Some(cost) = &p.cost {
+            if !(cost.per_replica_hour > 0.0 && cost.max_per_hour >= 0.0) {
+                return bad("policies.cost: per_replica_hour must be above 0 and max_per_hour at least 0".into());
+            }
+            if cost.max_replicas() < p.min_replicas {
+                return bad(format!(
+                    "policies.cost: max_per_hour {} pays for {} replicas, fewer than min_replicas {}: raise the \
+                     budget or lower min_replicas",
+                    cost.max_per_hour,
+                    cost.max_replicas(),
+                    p.min_replicas
+                ));
+            }
         }
         if p.lag.as_ref().is_some_and(|l| l.lag_threshold == 0) {
             return bad("policies.lag.lag_threshold must be at least 1".into());

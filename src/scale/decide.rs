@@ -7,7 +7,8 @@ use serde::Deserialize;
 
 use super::damping::{Damper, DampingConfig};
 use super::policy::{
-    ladder_wish, schedule_floor, Band, LagPolicy, Observation, PredictivePolicy, RatePolicy, ScheduleWindow, Wish,
+    ladder_wish, schedule_floor, Band, CostCeiling, LagPolicy, Observation, PredictivePolicy, RatePolicy,
+    ScheduleWindow, Wish,
 };
 
 /// Which policies run and their bounds.
@@ -21,6 +22,8 @@ pub struct PolicyConfig {
     pub ladder: Vec<Band>,
     pub predictive: Option<PredictivePolicy>,
     pub schedule: Vec<ScheduleWindow>,
+    /// A spending ceiling over everything but the override.
+    pub cost: Option<CostCeiling>,
     pub damping: DampingConfig,
 }
 
@@ -38,6 +41,7 @@ impl Default for PolicyConfig {
             ladder: Vec::new(),
             predictive: None,
             schedule: Vec::new(),
+            cost: None,
             damping: DampingConfig::default(),
         }
     }
@@ -143,7 +147,20 @@ impl Scaler {
             reason.push_str("; ");
             reason.push_str(&note);
         }
-        Decision { replicas: damped.replicas.max(c.min_replicas), wanted: bounded, policy, reason, stalled }
+        let mut replicas = damped.replicas.max(c.min_replicas);
+        if let Some(cost) = &c.cost {
+            let affordable = cost.max_replicas();
+            if replicas > affordable {
+                reason.push_str(&format!(
+                    "; capped at {affordable} by cost ({:.2}/h at {:.2} per replica-hour, max {:.2}/h)",
+                    cost.per_hour(replicas),
+                    cost.per_replica_hour,
+                    cost.max_per_hour
+                ));
+                replicas = affordable;
+            }
+        }
+        Decision { replicas, wanted: bounded, policy, reason, stalled }
     }
 
     /// Keeps the ingest-rate history (for the trend) and the measured per-replica rate.
@@ -258,6 +275,20 @@ mod tests {
         let growable = Observation { max_partitions: 16, ..two_by_two };
         assert_eq!(growable.replica_cap(), 8, "with partitions allowed to grow to 16");
         assert_eq!(two_by_two.useful_replicas(), 4, "8 partitions / 2 consumers per replica");
+    }
+
+    #[test]
+    fn the_cost_ceiling_wins_over_every_policy_but_the_override() {
+        let mut cfg = config();
+        cfg.max_replicas = 20;
+        cfg.cost = Some(CostCeiling { per_replica_hour: 0.40, max_per_hour: 1.20 });
+        let mut s = Scaler::new(cfg);
+        let d = s.decide(&obs(0.0, 100_000, 0.0, 10.0, 1), 0, None);
+        assert_eq!(d.replicas, 3, "1.20/h at 0.40 pays for 3: {d:?}");
+        assert!(d.reason.contains("capped at 3 by cost"), "{}", d.reason);
+        let d = s.decide(&obs(5.0, 100_000, 0.0, 10.0, 3), 0, Some(5));
+        assert_eq!((d.replicas, d.policy), (5, "override"), "the operator's override goes past the budget");
+        assert_eq!(CostCeiling { per_replica_hour: 0.40, max_per_hour: 3.20 }.max_replicas(), 8);
     }
 
     #[test]

@@ -8,6 +8,7 @@ pub mod config;
 pub mod damping;
 pub mod decide;
 pub mod manual;
+pub mod notify;
 pub mod observe;
 pub mod policy;
 pub mod run;

@@ -54,6 +54,33 @@ impl Observation {
     }
 }
 
+/// A spending ceiling: no more replicas than `max_per_hour / per_replica_hour`. It wins over
+/// every policy and over `max_replicas`; only the manual override goes past it.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct CostCeiling {
+    /// What one replica costs per hour (any currency).
+    pub per_replica_hour: f64,
+    /// The most to spend per hour.
+    pub max_per_hour: f64,
+}
+
+impl CostCeiling {
+    /// The most replicas the budget pays for.
+    pub fn max_replicas(&self) -> u32 {
+        if self.per_replica_hour <= 0.0 {
+            return u32::MAX;
+        }
+        // A small epsilon: 3.20 / 0.40 is 7.999… in floating point.
+        ((self.max_per_hour / self.per_replica_hour) + 1e-9).floor().clamp(0.0, f64::from(u32::MAX)) as u32
+    }
+
+    /// The hourly cost of `replicas`.
+    pub fn per_hour(&self, replicas: u32) -> f64 {
+        f64::from(replicas) * self.per_replica_hour
+    }
+}
+
 /// KEDA-compatible lag policy: `ceil(total_lag / lag_threshold)`.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]

@@ -10,6 +10,7 @@ use serde::Deserialize;
 use super::actuator;
 use super::decide::Scaler;
 use super::manual;
+use super::notify;
 use super::observe::{Observer, Snapshot};
 use super::policy::Observation;
 use super::ScaleConfig;
@@ -197,6 +198,7 @@ pub async fn run(config: &ScaleConfig, kafka_config: &KafkaConfig, shutdown: &Sh
                         tracing::warn!(error = %e, %topic, "could not write the decision record");
                     }
                 }
+                notify::send(&config.notify, &decision_json(&observation, &decision, replicas));
                 if decision.replicas > replicas {
                     pending_up = Some((now, decision.replicas));
                 }
@@ -208,6 +210,9 @@ pub async fn run(config: &ScaleConfig, kafka_config: &KafkaConfig, shutdown: &Sh
             tracing::warn!(error = %e, "the actuator could not restore the replica count");
         }
         record_metrics(&observation, &decision);
+        if let Some(cost) = &config.policies.cost {
+            metrics::gauge!("tidal_scale_cost_per_hour").set(cost.per_hour(replicas));
+        }
         if let Some(rate) = scaler.measured_per_replica() {
             metrics::gauge!("tidal_scale_per_replica_rate").set(rate);
         }

@@ -9,12 +9,18 @@ use rdkafka::message::{Message, OwnedMessage};
 use rdkafka::{Offset, TopicPartitionList};
 
 use super::clients::WorkerConsumer;
+use super::outage::Outage;
 use crate::config::BatchConfig;
 use crate::error::{Error, Result};
 
 /// Polls one batch. Returns an empty batch when nothing arrived within `idle_poll`, or when a
 /// rebalance moved partitions while collecting (the records are then rewound, never lost).
-pub fn collect(consumer: &WorkerConsumer, settings: &BatchConfig) -> Result<Vec<OwnedMessage>> {
+pub fn collect(
+    consumer: &WorkerConsumer,
+    settings: &BatchConfig,
+    outage: &mut Outage,
+    worker: usize,
+) -> Result<Vec<OwnedMessage>> {
     let rebalances = consumer.context().rebalance_count();
     let mut batch = Vec::new();
     let mut bytes = 0;
@@ -27,10 +33,11 @@ pub fn collect(consumer: &WorkerConsumer, settings: &BatchConfig) -> Result<Vec<
         match consumer.poll(wait) {
             Some(Ok(message)) => {
                 bytes += message.payload_len();
+                outage.record(worker);
                 batch.push(message.detach());
                 deadline.get_or_insert_with(|| Instant::now() + settings.linger);
             }
-            Some(Err(e)) => tracing::warn!(error = %e, "consumer error (librdkafka retries by itself)"),
+            Some(Err(e)) => outage.error(worker, &e),
             None => {}
         }
         if consumer.context().rebalance_count() != rebalances {

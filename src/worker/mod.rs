@@ -10,6 +10,7 @@
 mod batch;
 mod clients;
 mod commit;
+mod outage;
 mod pool;
 mod process;
 mod refusals;

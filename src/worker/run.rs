@@ -11,6 +11,7 @@ use rdkafka::message::{Message, OwnedMessage};
 use super::batch;
 use super::clients::Clients;
 use super::commit::{Commit, Lost};
+use super::outage::Outage;
 use super::process::{process_batch, ModelSlot, Rules};
 use super::refusals::Refusals;
 use super::rewind;
@@ -214,9 +215,11 @@ fn batch_loop(
         panic_on_id: config.faults.panic_on_id.as_deref(),
     };
     let mut refusals = Refusals::default();
+    let mut outage = Outage::default();
     let mut aborts: u32 = 0;
     while !spec.shutdown.is_requested() {
-        let mut batch = batch::collect(&clients.consumer, &config.batch).map_err(Lost::Consumer)?;
+        let mut batch =
+            batch::collect(&clients.consumer, &config.batch, &mut outage, spec.index).map_err(Lost::Consumer)?;
         if batch.is_empty() {
             continue;
         }
