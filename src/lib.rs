@@ -18,6 +18,7 @@
 //! | [`security`] | TLS/SASL settings, secrets from the environment or files |
 //! | [`secret`] | a secret type that never prints itself; scrubbing secrets out of printed text |
 //! | [`install`] | pinned versions and install folders, from the file the set-up scripts read |
+//! | [`health`] | `/livez` and `/readyz`: what a process knows about its own health |
 //! | [`shutdown`] | one shutdown signal (SIGINT/SIGTERM or code) for every long-running command |
 //! | [`scale`] | the companion scaler: policies, damping, simulation |
 //! | `chart` | the drawing primitives of bench.png and simulation.png |
@@ -29,6 +30,7 @@ pub mod codec;
 pub mod config;
 pub mod error;
 pub mod gateway;
+pub mod health;
 pub mod install;
 pub mod kafka;
 pub mod metrics;

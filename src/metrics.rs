@@ -8,6 +8,7 @@ use metrics::{counter, gauge, histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
 
 use crate::error::{Error, Result};
+use crate::health::HealthSlot;
 
 pub const RECORDS_IN: &str = "tidal_records_in_total";
 pub const RESULTS_OUT: &str = "tidal_results_out_total";
@@ -31,17 +32,43 @@ const SECONDS_BUCKETS: &[f64] =
     &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
 const BATCH_BUCKETS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0];
 
-/// Starts the `/metrics` HTTP listener (needs a Tokio runtime).
-pub fn install_exporter(address: SocketAddr) -> Result<()> {
+/// Installs the Prometheus recorder and starts the HTTP listener on `address`: `/metrics`, and
+/// `/livez` / `/readyz` from `health` (200 `ok`, or 503 with the reason). Needs a Tokio runtime.
+pub fn install_exporter(address: SocketAddr, health: HealthSlot) -> Result<()> {
     let err = |e: &dyn std::fmt::Display| Error::Config(format!("metrics endpoint on {address}: {e}"));
-    PrometheusBuilder::new()
-        .with_http_listener(address)
+    let listener = std::net::TcpListener::bind(address)
+        .and_then(|l| l.set_nonblocking(true).map(|()| l))
+        .map_err(|e| err(&format!("{e} (is the port in use? set metrics.listen / --metrics-listen)")))?;
+    let handle = PrometheusBuilder::new()
         .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), SECONDS_BUCKETS)
         .map_err(|e| err(&e))?
         .set_buckets_for_metric(Matcher::Full(BATCH_SIZE.into()), BATCH_BUCKETS)
         .map_err(|e| err(&e))?
-        .install()
-        .map_err(|e| err(&e))
+        .install_recorder()
+        .map_err(|e| err(&e))?;
+    let listener = tokio::net::TcpListener::from_std(listener).map_err(|e| err(&e))?;
+    let upkeep = handle.clone();
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            upkeep.run_upkeep();
+        }
+    });
+    let answer = |state: Result<(), String>| match state {
+        Ok(()) => (axum::http::StatusCode::OK, "ok\n".to_string()),
+        Err(reason) => (axum::http::StatusCode::SERVICE_UNAVAILABLE, format!("{reason}\n")),
+    };
+    let (live, ready) = (health.clone(), health);
+    let router = axum::Router::new()
+        .route("/metrics", axum::routing::get(move || std::future::ready(handle.render())))
+        .route("/livez", axum::routing::get(move || std::future::ready(answer(live.live()))))
+        .route("/readyz", axum::routing::get(move || std::future::ready(answer(ready.ready()))));
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, router).await {
+            tracing::error!(error = %e, "the metrics endpoint stopped");
+        }
+    });
+    Ok(())
 }
 
 pub fn records_in(topic: &str, model: &str, count: usize) {

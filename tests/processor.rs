@@ -159,3 +159,54 @@ fn every_bad_input_goes_to_the_dead_letter_topic_with_its_reason() {
         assert_eq!(&letter.value, value, "the original value is kept");
     }
 }
+
+#[test]
+fn readyz_waits_for_the_group_and_livez_catches_a_wedged_worker() {
+    // The first batch holds its worker 15 s, beyond max_poll_interval (6 s): wedged, for /livez.
+    let port = common::free_port();
+    let fx = Fixture::on_broker(
+        "health",
+        &common::brokers(),
+        1,
+        "max_poll_interval = \"6s\"",
+        "[batch]\nmax_batch = 4\n[faults]\nslow_model = \"15s\"\nslow_batches = 1\n",
+    );
+    let config = std::fs::read_to_string(&fx.config_path).unwrap();
+    let with_metrics = config.replace("[metrics]\nlisten = \"\"", &format!("[metrics]\nlisten = \"127.0.0.1:{port}\""));
+    assert_ne!(config, with_metrics);
+    std::fs::write(&fx.config_path, with_metrics).unwrap();
+    let started = Instant::now();
+    let _server = fx.spawn("health");
+    let (mut not_ready_seen, mut ready_after) = (false, None);
+    while started.elapsed() < Duration::from_secs(60) && ready_after.is_none() {
+        match common::http_get(port, "/readyz") {
+            Some((503, _)) => not_ready_seen = true,
+            Some((200, _)) => ready_after = Some(started.elapsed()),
+            _ => {}
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(not_ready_seen, "/readyz answered 503 while the models loaded and the worker joined");
+    let ready_after = ready_after.expect("/readyz turned 200 once the worker joined");
+    assert_eq!(common::http_get(port, "/livez").map(|r| r.0), Some(200), "live while idle");
+
+    // A request reaches the slowed model: the worker's loop stops turning.
+    fx.produce_texts(&common::requests(1));
+    let wedged_at = Instant::now();
+    let mut unlive = None;
+    while wedged_at.elapsed() < Duration::from_secs(14) && unlive.is_none() {
+        if let Some((503, body)) = common::http_get(port, "/livez") {
+            unlive = Some((wedged_at.elapsed(), body));
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let (after, reason) = unlive.expect("/livez failed while the worker was wedged");
+    assert!(reason.contains("worker 0 made no progress"), "{reason}");
+    // And recovers once the batch is through.
+    let until = Instant::now() + Duration::from_secs(60);
+    while common::http_get(port, "/livez").map(|r| r.0) != Some(200) && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(common::http_get(port, "/livez").map(|r| r.0), Some(200), "live again after the slow batch");
+    println!("/readyz 200 after {ready_after:?}; /livez 503 {after:?} into a 15 s stall (bound 6.1 s)");
+}

@@ -6,8 +6,11 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Args;
 
+use std::sync::Arc;
 use tidal::config::{ServeConfig, ServeOverrides};
 use tidal::gateway::{Gateway, GatewaySettings};
+
+use tidal::health::{HealthSlot, Running};
 use tidal::metrics;
 use tidal::shutdown::Shutdown;
 
@@ -56,7 +59,7 @@ pub async fn run(args: GatewayArgs) -> anyhow::Result<()> {
             .metrics_listen
             .parse()
             .with_context(|| format!("--metrics-listen '{}' is not host:port", args.metrics_listen))?;
-        metrics::install_exporter(address)?;
+        metrics::install_exporter(address, HealthSlot::with(Arc::new(Running)))?;
     }
     let topics = config.topics.clone();
     let mut needed: Vec<String> = args

@@ -1,10 +1,12 @@
 //! `tidal scale run | override | simulate`.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Subcommand;
 
+use tidal::health::{HealthSlot, Running};
 use tidal::scale::{manual, simulate as sim, ScaleConfig};
 use tidal::shutdown::Shutdown;
 use tidal::{metrics, tools};
@@ -89,7 +91,7 @@ async fn watch(brokers: &BrokerArgs, config: Option<&Path>) -> anyhow::Result<()
     let listen = config.watch.metrics_listen.trim();
     if !listen.is_empty() {
         let address = listen.parse().with_context(|| format!("watch.metrics_listen = {listen:?} is not host:port"))?;
-        metrics::install_exporter(address)?;
+        metrics::install_exporter(address, HealthSlot::with(Arc::new(Running)))?;
     }
     let shutdown = Shutdown::on_signals("the scaler")?;
     tidal::scale::run::run(&config, &kafka, &shutdown).await?;

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use clap::Args;
 
 use tidal::config::{Delivery, ServeConfig, ServeOverrides};
+use tidal::health::HealthSlot;
 use tidal::shutdown::Shutdown;
 use tidal::{metrics, worker};
 
@@ -101,13 +102,15 @@ async fn wait_for_kafka(config: &ServeConfig, shutdown: &Shutdown) -> anyhow::Re
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let config = args.into_config()?;
     worker::check_local(&config)?;
+    let health = HealthSlot::default();
     if let Some(address) = config.metrics.address()? {
-        metrics::install_exporter(address)?;
-        tracing::info!(%address, "metrics on http://{address}/metrics");
+        metrics::install_exporter(address, health.clone())?;
+        tracing::info!(%address, "metrics on http://{address}/metrics (health: /livez, /readyz)");
     }
     let shutdown = Shutdown::on_signals("the processor")?;
     wait_for_kafka(&config, &shutdown).await?;
     let processor = tokio::task::block_in_place(|| worker::start(config, shutdown.clone()))?;
+    health.set(processor.health());
     let mut check = tokio::time::interval(Duration::from_millis(500));
     loop {
         tokio::select! {

@@ -10,6 +10,7 @@ use super::run::{self, Cores, WorkerSpec};
 use super::watchdog::{self, Heartbeat};
 use crate::config::ServeConfig;
 use crate::error::{Error, Result};
+use crate::health::Health;
 use crate::metrics;
 use crate::models::{self, Manifest};
 use crate::shutdown::Shutdown;
@@ -17,6 +18,9 @@ use crate::shutdown::Shutdown;
 /// A running processor: its worker threads and the signal that stops them.
 pub struct Processor {
     shutdown: Shutdown,
+    heartbeats: Vec<Arc<Heartbeat>>,
+    /// A worker whose loop has not turned for this long is wedged (`/livez` fails).
+    max_silence: Duration,
     failure: Arc<Mutex<Option<String>>>,
     threads: Vec<JoinHandle<()>>,
 }
@@ -89,7 +93,8 @@ pub fn start(config: ServeConfig, shutdown: Shutdown) -> Result<Processor> {
         threads.push(thread);
     }
     drop(ready_tx);
-    let processor = Processor { shutdown, failure, threads };
+    let max_silence = config.kafka.max_poll_interval + config.batch.idle_poll;
+    let processor = Processor { shutdown, heartbeats: heartbeats.clone(), max_silence, failure, threads };
     for _ in 0..workers {
         match ready_rx.recv() {
             Ok((_, Ok(()))) => {}
@@ -121,7 +126,42 @@ pub fn start(config: ServeConfig, shutdown: Shutdown) -> Result<Processor> {
     Ok(processor)
 }
 
+/// `/livez` and `/readyz` of a processor, from its workers' heartbeats.
+struct ProcessorHealth {
+    heartbeats: Vec<Arc<Heartbeat>>,
+    max_silence: Duration,
+}
+
+impl Health for ProcessorHealth {
+    fn live(&self) -> std::result::Result<(), String> {
+        for (worker, heartbeat) in self.heartbeats.iter().enumerate() {
+            let silent = heartbeat.since_progress();
+            if silent > self.max_silence {
+                return Err(format!(
+                    "worker {worker} made no progress for {silent:.0?} (more than max_poll_interval + idle_poll, {:.0?})",
+                    self.max_silence
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn ready(&self) -> std::result::Result<(), String> {
+        let waiting: Vec<usize> = (0..self.heartbeats.len()).filter(|&w| !self.heartbeats[w].joined()).collect();
+        if waiting.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("workers {waiting:?} have not joined the consumer group yet"))
+        }
+    }
+}
+
 impl Processor {
+    /// The processor's health, for `/livez` and `/readyz`.
+    pub fn health(&self) -> Arc<dyn Health> {
+        Arc::new(ProcessorHealth { heartbeats: self.heartbeats.clone(), max_silence: self.max_silence })
+    }
+
     /// Asks every worker to finish its current batch and stop.
     pub fn stop(&self) {
         self.shutdown.request();

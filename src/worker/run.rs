@@ -110,6 +110,7 @@ pub fn run_worker(spec: &WorkerSpec, mut slots: Vec<ModelSlot>) {
             }
         }
         metrics::worker_restart("fatal");
+        spec.heartbeat.set_joined(false);
         drop(clients);
         backoff.wait(&spec.shutdown);
     }
@@ -218,6 +219,8 @@ fn batch_loop(
     let mut outage = Outage::default();
     let mut aborts: u32 = 0;
     while !spec.shutdown.is_requested() {
+        spec.heartbeat.progressed();
+        spec.heartbeat.set_joined(clients.consumer.context().rebalance_count() > 0);
         let mut batch =
             batch::collect(&clients.consumer, &config.batch, &mut outage, spec.index).map_err(Lost::Consumer)?;
         if batch.is_empty() {

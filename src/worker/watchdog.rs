@@ -8,7 +8,7 @@
 //! `tidal_worker_blocked_seconds{worker}` shows how long each worker's current call has run: the
 //! liveness signal that goes bad first.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -24,11 +24,21 @@ pub struct Heartbeat {
     /// Milliseconds since `epoch` at which the current call started, plus one; 0 when none runs.
     started: AtomicU64,
     call: Mutex<&'static str>,
+    /// Milliseconds since `epoch` of the worker loop's last turn (for `/livez`).
+    progress: AtomicU64,
+    /// Whether the worker's consumer has joined its group (for `/readyz`).
+    joined: AtomicBool,
 }
 
 impl Default for Heartbeat {
     fn default() -> Self {
-        Heartbeat { epoch: Instant::now(), started: AtomicU64::new(0), call: Mutex::new("") }
+        Heartbeat {
+            epoch: Instant::now(),
+            started: AtomicU64::new(0),
+            call: Mutex::new(""),
+            progress: AtomicU64::new(0),
+            joined: AtomicBool::new(false),
+        }
     }
 }
 
@@ -50,6 +60,24 @@ impl Heartbeat {
         }
         self.started.store(self.epoch.elapsed().as_millis() as u64 + 1, Ordering::SeqCst);
         CallGuard(self)
+    }
+
+    /// The worker's loop turned (collected a batch, or found none within `idle_poll`).
+    pub fn progressed(&self) {
+        self.progress.store(self.epoch.elapsed().as_millis() as u64, Ordering::SeqCst);
+    }
+
+    /// How long since the loop last turned (since start before its first turn).
+    pub fn since_progress(&self) -> Duration {
+        self.epoch.elapsed().saturating_sub(Duration::from_millis(self.progress.load(Ordering::SeqCst)))
+    }
+
+    pub fn set_joined(&self, joined: bool) {
+        self.joined.store(joined, Ordering::SeqCst);
+    }
+
+    pub fn joined(&self) -> bool {
+        self.joined.load(Ordering::SeqCst)
     }
 
     /// The running call and how long it has run, if one runs.
