@@ -109,6 +109,47 @@ fn gateway_answers_through_the_stream_exactly_once() {
 }
 
 #[test]
+fn gateway_retries_with_the_same_id_run_the_model_once() {
+    let fx = Fixture::new("gateway-retry", 1, "");
+    let port = common::free_port();
+    let _gateway = start_gateway(&fx, port, "60s");
+    let body = r#"{"id": "retry-1", "text": "An absolute masterpiece, moving and beautifully acted."}"#.to_string();
+    // Threads of its own: the spawned calls run while this thread sleeps.
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    // Three calls with the same id and body while no processor runs: the first produces the
+    // request, the two retries join it; a processor started later answers all three.
+    let calls = rt.spawn({
+        let body = body.clone();
+        async move {
+            let calls = (0..3).map(|_| post(port, "/v1/models/sentiment", body.clone()));
+            futures_join_all(calls).await
+        }
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    // The same id with another body is someone else's request: refused while the first waits.
+    let other = r#"{"id": "retry-1", "text": "something else"}"#.to_string();
+    let (status, answer) = rt.block_on(post(port, "/v1/models/sentiment", other.clone()));
+    assert_eq!(status, 409, "{answer}");
+    let _server = fx.spawn("a");
+    let answers = rt.block_on(calls).unwrap();
+    for (status, answer) in &answers {
+        assert_eq!(*status, 200, "{answer}");
+        assert_eq!(answer["result"]["label"], "positive", "{answer}");
+    }
+    // A retry after the answer gets it again, without a new request.
+    let (status, again) = rt.block_on(post(port, "/v1/models/sentiment", body));
+    assert_eq!((status, &again), (200, &answers[0].1), "the kept answer");
+    let (status, _) = rt.block_on(post(port, "/v1/models/sentiment", other));
+    assert_eq!(status, 409, "another body under an answered id");
+    let mut requests = Reader::new(&fx.requests(), false);
+    requests.read_until(2, Duration::from_secs(5));
+    assert_eq!(requests.records.len(), 1, "one request in the stream for four calls");
+    let mut results = Reader::new(&fx.results(), true);
+    results.read_until(2, Duration::from_secs(10));
+    assert_eq!(results.records.len(), 1, "the model ran once");
+}
+
+#[test]
 fn gateway_times_out_when_no_processor_answers() {
     let fx = Fixture::new("gateway-timeout", 1, "");
     let port = common::free_port();

@@ -31,7 +31,7 @@ use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::FutureRecord;
 use serde_json::{json, Value};
 
-use super::waiters::Answer;
+use super::waiters::{fingerprint, Answer, Registration, Waiting};
 use super::Gateway;
 use crate::codec::{HEADER_CONTENT_TYPE, HEADER_ID};
 
@@ -88,9 +88,22 @@ async fn predict(
         Err(reason) => return error(StatusCode::BAD_REQUEST, None, &reason),
     };
     let id = outgoing.id.clone();
-    let Some(mut waiting) = gateway.waiters.register(&id) else {
-        let reason = "a request with this id is already waiting on this gateway; use unique ids";
-        return error(StatusCode::CONFLICT, Some(&id), reason);
+    let waiting = match gateway.waiters.register(&id, fingerprint(&body)) {
+        Registration::New(waiting) => waiting,
+        Registration::Joined(waiting) => {
+            // A retry of a call still waiting: wait with it; the request is in the stream once.
+            let (outcome, response) = respond(&id, waiting, timeout, started).await;
+            return finish(&model, outcome, started, response);
+        }
+        Registration::Answered(answer) => {
+            let (outcome, response) = answer_response(&id, answer);
+            return finish(&model, outcome, started, response);
+        }
+        Registration::Conflict => {
+            let reason = "a request with this id and another body is waiting or was answered on this gateway; \
+                          use unique ids (a retry must repeat the same body)";
+            return error(StatusCode::CONFLICT, Some(&id), reason);
+        }
     };
     let topic = format!("{}{model}", settings.request_prefix);
     let mut kafka_headers = OwnedHeaders::new();
@@ -104,27 +117,38 @@ async fn predict(
         let reason = format!("could not write the request to {topic}: {e}");
         return finish(&model, "produce_failed", started, error(StatusCode::SERVICE_UNAVAILABLE, Some(&id), &reason));
     }
+    let (outcome, response) = respond(&id, waiting, timeout, started).await;
+    finish(&model, outcome, started, response)
+}
+
+/// Waits for the answer until the call's timeout; the outcome (for the metrics) and the response.
+async fn respond(id: &str, mut waiting: Waiting<'_>, timeout: Duration, started: Instant) -> (&'static str, Response) {
     let waited = timeout.saturating_sub(started.elapsed());
-    let (outcome, response) = match tokio::time::timeout(waited, &mut waiting.answer).await {
-        Ok(Ok(Answer::Result(result))) if result.get("status").and_then(Value::as_str) == Some("expired") => {
-            ("expired", (StatusCode::GATEWAY_TIMEOUT, Json(result)).into_response())
-        }
-        Ok(Ok(Answer::Result(result))) => ("ok", (StatusCode::OK, Json(result)).into_response()),
-        Ok(Ok(Answer::DeadLetter { kind, reason })) => {
-            let body = json!({"id": id, "error": {"kind": kind, "reason": reason}});
-            ("dead_letter", (StatusCode::UNPROCESSABLE_ENTITY, Json(body)).into_response())
-        }
-        Ok(Err(_)) => ("internal", error(StatusCode::INTERNAL_SERVER_ERROR, Some(&id), "the result reader stopped")),
+    match tokio::time::timeout(waited, &mut waiting.answer).await {
+        Ok(Ok(answer)) => answer_response(id, answer),
+        Ok(Err(_)) => ("internal", error(StatusCode::INTERNAL_SERVER_ERROR, Some(id), "the result reader stopped")),
         Err(_) => {
             let reason = format!(
                 "no result within {} ms; the request stays in the stream (its deadline_ms makes the \
                  processor skip it if still queued) — raise timeout_ms, or add processor replicas",
                 timeout.as_millis()
             );
-            ("timeout", error(StatusCode::GATEWAY_TIMEOUT, Some(&id), &reason))
+            ("timeout", error(StatusCode::GATEWAY_TIMEOUT, Some(id), &reason))
         }
-    };
-    finish(&model, outcome, started, response)
+    }
+}
+
+fn answer_response(id: &str, answer: Answer) -> (&'static str, Response) {
+    match answer {
+        Answer::Result(result) if result.get("status").and_then(Value::as_str) == Some("expired") => {
+            ("expired", (StatusCode::GATEWAY_TIMEOUT, Json(result)).into_response())
+        }
+        Answer::Result(result) => ("ok", (StatusCode::OK, Json(result)).into_response()),
+        Answer::DeadLetter { kind, reason } => {
+            let body = json!({"id": id, "error": {"kind": kind, "reason": reason}});
+            ("dead_letter", (StatusCode::UNPROCESSABLE_ENTITY, Json(body)).into_response())
+        }
+    }
 }
 
 /// Builds the record value: raw images pass through with their content type; JSON objects get
