@@ -244,6 +244,18 @@ impl Default for KafkaConfig {
     }
 }
 
+impl TopicNames {
+    /// The request and result topics of `models`, and the dead-letter topic.
+    pub fn for_models(&self, models: &[String]) -> Vec<String> {
+        let mut topics: Vec<String> = models
+            .iter()
+            .flat_map(|m| [format!("{}{m}", self.request_prefix), format!("{}{m}", self.result_prefix)])
+            .collect();
+        topics.push(self.dead_letter.clone());
+        topics
+    }
+}
+
 impl Default for TopicNames {
     fn default() -> Self {
         TopicNames {
@@ -390,13 +402,7 @@ impl ServeConfig {
     /// Every topic the processor reads or writes: its models' request and result topics and the
     /// dead-letter topic.
     pub fn topics_needed(&self) -> Vec<String> {
-        let mut topics: Vec<String> = self
-            .models
-            .iter()
-            .flat_map(|m| [format!("{}{m}", self.topics.request_prefix), format!("{}{m}", self.topics.result_prefix)])
-            .collect();
-        topics.push(self.topics.dead_letter.clone());
-        topics
+        self.topics.for_models(&self.models)
     }
 
     /// The consumer group: configured, else `tidal-<app>`.

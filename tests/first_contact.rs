@@ -17,6 +17,18 @@ fn closed_port() -> String {
     address
 }
 
+/// A serve configuration for one sentiment worker whose broker address is a closed port.
+fn serve_config_on_a_closed_port(dir: &std::path::Path, startup_timeout: &str) -> std::path::PathBuf {
+    let config = dir.join("tidal.toml");
+    let text = format!(
+        "models = [\"sentiment\"]\nworkers = 1\n[metrics]\nlisten = \"\"\n[kafka]\nbrokers = \"{}\"\n\
+         startup_timeout = \"{startup_timeout}\"\n",
+        closed_port()
+    );
+    std::fs::write(&config, text).unwrap();
+    config
+}
+
 /// Runs `tidal args...`, returning (exit code, stderr, seconds taken).
 fn run(args: &[&str]) -> (Option<i32>, String, f64) {
     let started = Instant::now();
@@ -55,12 +67,7 @@ fn every_command_says_in_one_line_that_kafka_is_not_reachable() {
 #[test]
 fn serve_gives_up_after_the_startup_timeout_with_the_reason() {
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("tidal.toml");
-    let text = format!(
-        "models = [\"sentiment\"]\nworkers = 1\n[metrics]\nlisten = \"\"\n[kafka]\nbrokers = \"{}\"\nstartup_timeout = \"4s\"\n",
-        closed_port()
-    );
-    std::fs::write(&config, text).unwrap();
+    let config = serve_config_on_a_closed_port(dir.path(), "4s");
     let (code, stderr, took) = run(&["serve", "--config", config.to_str().unwrap()]);
     assert_eq!(code, Some(1), "{stderr}");
     assert!(stderr.contains("connection refused") && stderr.contains("kafka.startup_timeout"), "{stderr}");
@@ -115,12 +122,7 @@ fn missing_topics_are_named_with_the_command_that_creates_them() {
 #[test]
 fn json_logs_are_one_object_per_line() {
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("tidal.toml");
-    let text = format!(
-        "models = [\"sentiment\"]\n[metrics]\nlisten = \"\"\n[kafka]\nbrokers = \"{}\"\nstartup_timeout = \"3s\"\n",
-        closed_port()
-    );
-    std::fs::write(&config, text).unwrap();
+    let config = serve_config_on_a_closed_port(dir.path(), "3s");
     let (code, stderr, _) = run(&["serve", "--log-format", "json", "--config", config.to_str().unwrap()]);
     assert_eq!(code, Some(1));
     let lines: Vec<serde_json::Value> =

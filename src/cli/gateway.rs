@@ -62,13 +62,7 @@ pub async fn run(args: GatewayArgs) -> anyhow::Result<()> {
         metrics::install_exporter(address, HealthSlot::with(Arc::new(Running)))?;
     }
     let topics = config.topics.clone();
-    let mut needed: Vec<String> = args
-        .models
-        .iter()
-        .flat_map(|m| [format!("{}{m}", topics.request_prefix), format!("{}{m}", topics.result_prefix)])
-        .collect();
-    needed.push(topics.dead_letter.clone());
-    super::preflight(&config.kafka, &needed, super::COMMAND_CONNECT_TIMEOUT)?;
+    super::preflight(&config.kafka, &topics.for_models(&args.models), super::COMMAND_CONNECT_TIMEOUT)?;
     let settings = GatewaySettings {
         listen: args.listen,
         models: args.models,

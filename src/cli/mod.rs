@@ -100,8 +100,7 @@ const COMMAND_CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_s
 /// Checks, before a command starts, that the brokers answer and that `topics` exist: the
 /// failure is one line with the address, the cause and the fix, within `timeout`.
 pub fn preflight(kafka: &KafkaConfig, topics: &[String], timeout: std::time::Duration) -> anyhow::Result<()> {
-    let cluster = tokio::task::block_in_place(|| tidal::kafka::probe::reach(kafka, timeout))?;
-    tokio::task::block_in_place(|| cluster.require(kafka, topics))?;
+    tokio::task::block_in_place(|| tidal::kafka::probe::reach(kafka, timeout)?.require(kafka, topics))?;
     Ok(())
 }
 
