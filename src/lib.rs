@@ -22,8 +22,10 @@
 //! | [`shutdown`] | one shutdown signal (SIGINT/SIGTERM or code) for every long-running command |
 //! | [`scale`] | the companion scaler: policies, damping, simulation |
 //! | `chart` | the drawing primitives of bench.png and simulation.png |
+//! | [`allocator`] | large buffers (decoded photos) returned to the operating system when freed |
 //! | [`bench`] | `tidal bench`: the limit, tidal and the baselines a user would run instead, in one run |
 
+pub mod allocator;
 pub mod bench;
 pub(crate) mod chart;
 pub mod codec;

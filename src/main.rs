@@ -8,6 +8,7 @@ use tracing_subscriber::EnvFilter;
 use cli::LogFormat;
 
 fn main() {
+    let thresholds_set = tidal::allocator::return_large_buffers_to_the_os();
     let cli = cli::Cli::parse();
     let filter = EnvFilter::try_from_env("TIDAL_LOG").unwrap_or_else(|_| "info,librdkafka=warn".into());
     let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
@@ -15,6 +16,10 @@ fn main() {
         LogFormat::Human => logs.init(),
         LogFormat::Json => logs.json().flatten_event(true).with_current_span(false).init(),
     }
+    tracing::debug!(
+        thresholds_set,
+        "allocator: buffers of 1 MiB or more are unmapped when freed unless the operator set a threshold"
+    );
     if let Err(e) = cli::run(cli) {
         eprintln!("error: {}", read_once(&e));
         std::process::exit(1);
