@@ -49,9 +49,30 @@ pub struct ServeConfig {
     pub kafka: KafkaConfig,
     pub topics: TopicNames,
     pub batch: BatchConfig,
+    /// Priority lanes: models whose premium requests are served first.
+    pub priority: PriorityConfig,
     pub limits: Limits,
     pub metrics: MetricsConfig,
     pub faults: FaultInjection,
+}
+
+/// Priority lanes: a model listed here also reads `<request_prefix><model>.priority`, and a worker
+/// serves that topic first. While it has a backlog the normal topics wait — but one batch in
+/// `normal_batch_every` still serves them, so they never starve. Results go to the model's one
+/// result topic; exactly-once is unchanged (pausing a partition never moves its offsets).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PriorityConfig {
+    /// Models with a priority request topic (declared in `topics/`; it must exist).
+    pub models: Vec<String>,
+    /// While a priority topic has a backlog, one batch in this many serves the normal topics.
+    pub normal_batch_every: u32,
+}
+
+impl Default for PriorityConfig {
+    fn default() -> Self {
+        PriorityConfig { models: Vec::new(), normal_batch_every: 10 }
+    }
 }
 
 /// The delivery guarantee of results.
@@ -221,6 +242,7 @@ impl Default for ServeConfig {
             kafka: KafkaConfig::default(),
             topics: TopicNames::default(),
             batch: BatchConfig::default(),
+            priority: PriorityConfig::default(),
             limits: Limits::default(),
             metrics: MetricsConfig::default(),
             faults: FaultInjection::default(),
@@ -253,6 +275,11 @@ impl TopicNames {
             .collect();
         topics.push(self.dead_letter.clone());
         topics
+    }
+
+    /// A model's priority request topic.
+    pub fn priority_requests(&self, model: &str) -> String {
+        format!("{}{model}.priority", self.request_prefix)
     }
 }
 
@@ -402,7 +429,9 @@ impl ServeConfig {
     /// Every topic the processor reads or writes: its models' request and result topics and the
     /// dead-letter topic.
     pub fn topics_needed(&self) -> Vec<String> {
-        self.topics.for_models(&self.models)
+        let mut topics = self.topics.for_models(&self.models);
+        topics.extend(self.priority.models.iter().map(|m| self.topics.priority_requests(m)));
+        topics
     }
 
     /// The consumer group: configured, else `tidal-<app>`.
@@ -508,6 +537,15 @@ impl ServeConfig {
                 .into());
         }
         self.worker_assignment()?;
+        if let Some(stray) = self.priority.models.iter().find(|m| !self.models.contains(m)) {
+            return bad(format!("priority.models names '{stray}', which is not in models {:?}", self.models));
+        }
+        if self.priority.normal_batch_every < 2 {
+            return bad(format!(
+                "priority.normal_batch_every = {} must be at least 2 (1 normal batch in every N)",
+                self.priority.normal_batch_every
+            ));
+        }
         let txn = self.kafka.transaction_timeout;
         if txn < Duration::from_secs(1) || txn > Duration::from_secs(900) {
             return bad(format!(
@@ -573,6 +611,19 @@ fn host_name() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn priority_lanes_need_served_models_and_a_share_for_the_others() {
+        let cfg = ServeConfig::from_toml("models = [\"sentiment\"]\n[priority]\nmodels = [\"sentiment\"]\n").unwrap();
+        assert_eq!(
+            cfg.topics_needed(),
+            ["tidal.requests.sentiment", "tidal.results.sentiment", "tidal.dlq", "tidal.requests.sentiment.priority"]
+        );
+        let stray = ServeConfig::from_toml("models = [\"sentiment\"]\n[priority]\nmodels = [\"ocr\"]\n").unwrap();
+        assert!(stray.validate().unwrap_err().to_string().contains("'ocr'"));
+        let starved = ServeConfig::from_toml("[priority]\nnormal_batch_every = 1\n").unwrap();
+        assert!(starved.validate().unwrap_err().to_string().contains("normal_batch_every"));
+    }
 
     #[test]
     fn defaults_parse_from_empty_file() {

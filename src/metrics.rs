@@ -25,6 +25,8 @@ pub const WORKERS: &str = "tidal_workers";
 pub const PANICS_CAUGHT: &str = "tidal_panics_caught_total";
 pub const REFUSED_RECORDS: &str = "tidal_refused_records_total";
 pub const WORKER_BLOCKED_SECONDS: &str = "tidal_worker_blocked_seconds";
+/// 1 while a worker serves its priority topics first (normal topics paused but for their share).
+pub const WORKER_PRIORITY_FIRST: &str = "tidal_worker_priority_first";
 pub const GATEWAY_REQUESTS: &str = "tidal_gateway_requests_total";
 pub const GATEWAY_SECONDS: &str = "tidal_gateway_seconds";
 
@@ -126,12 +128,18 @@ pub fn worker_blocked(worker: usize, elapsed: Duration) {
     gauge!(WORKER_BLOCKED_SECONDS, "worker" => worker.to_string()).set(elapsed.as_secs_f64());
 }
 
+/// Whether a worker is serving its priority topics first.
+pub fn worker_priority_first(worker: usize, on: bool) {
+    gauge!(WORKER_PRIORITY_FIRST, "worker" => worker.to_string()).set(if on { 1.0 } else { 0.0 });
+}
+
 pub fn workers(count: usize) {
     gauge!(WORKERS).set(count as f64);
 }
 
-/// One gateway request ended with `outcome` after `took`.
-pub fn gateway_request(model: &str, outcome: &'static str, took: Duration) {
-    counter!(GATEWAY_REQUESTS, "model" => model.to_string(), "outcome" => outcome).increment(1);
+/// One gateway request of `tenant` ended with `outcome` after `took`.
+pub fn gateway_request(model: &str, tenant: &str, outcome: &'static str, took: Duration) {
+    counter!(GATEWAY_REQUESTS, "model" => model.to_string(), "tenant" => tenant.to_string(), "outcome" => outcome)
+        .increment(1);
     histogram!(GATEWAY_SECONDS, "model" => model.to_string()).record(took.as_secs_f64());
 }

@@ -8,6 +8,7 @@ use clap::Args;
 
 use std::sync::Arc;
 use tidal::config::{ServeConfig, ServeOverrides};
+use tidal::gateway::access::{hash_key_hex, new_key, Tenants};
 use tidal::gateway::{Gateway, GatewaySettings};
 
 use tidal::health::{HealthSlot, Running};
@@ -19,8 +20,13 @@ pub const EXAMPLES: &str = "Examples:
   curl -s localhost:8080/v1/models/sentiment -d '{\"text\": \"I loved it\"}'
   curl -s localhost:8080/v1/models/ocr?timeout_ms=10000 -H 'Content-Type: image/png' --data-binary @scan.png
 
-Answers: 200 result, 400 bad body, 404 unknown model, 409 id already waiting, 413 too large,
-422 dead-lettered (with the reason), 503 Kafka unavailable, 504 no result in time.";
+With API keys (tenants.toml from `tidal api-key`):
+  tidal gateway --tenants tenants.toml
+  curl -s localhost:8080/v1/models/sentiment -H \"Authorization: Bearer $KEY\" -d '{\"text\": \"I loved it\"}'
+
+Answers: 200 result, 400 bad body, 401 no valid key, 403 model not granted, 404 unknown model,
+409 id in use with another body, 413 too large, 422 dead-lettered (with the reason), 429 tenant
+over its rate, 503 gateway full or Kafka refused, 504 no result in time (all with a reason).";
 
 #[derive(Args)]
 pub struct GatewayArgs {
@@ -45,6 +51,16 @@ pub struct GatewayArgs {
     /// Largest request body in bytes (images included).
     #[arg(long, default_value_t = 10 * 1024 * 1024)]
     max_body: usize,
+    /// Tenants, their API keys' hashes, models and rates (TOML; `tidal api-key` makes entries).
+    /// Without it anyone who reaches the listener may call.
+    #[arg(long, env = "TIDAL_GATEWAY_TENANTS")]
+    tenants: Option<PathBuf>,
+    /// Most requests in flight at once (over it: 503 with Retry-After).
+    #[arg(long, default_value_t = 1024)]
+    max_in_flight: usize,
+    /// Most request-body bytes held at once (over it: 503 with Retry-After).
+    #[arg(long, default_value_t = 256 * 1024 * 1024)]
+    max_bytes_in_flight: usize,
     /// Prometheus endpoint (`host:port`; empty: none).
     #[arg(long, env = "TIDAL_METRICS_LISTEN", default_value = "127.0.0.1:9465")]
     metrics_listen: String,
@@ -61,20 +77,66 @@ pub async fn run(args: GatewayArgs) -> anyhow::Result<()> {
             .with_context(|| format!("--metrics-listen '{}' is not host:port", args.metrics_listen))?;
         metrics::install_exporter(address, HealthSlot::with(Arc::new(Running)))?;
     }
+    let tenants = args.tenants.as_deref().map(Tenants::load).transpose()?;
+    if let Some(tenants) = &tenants {
+        tenants.check_models(&args.models).map_err(|e| anyhow::anyhow!("--tenants: {e}"))?;
+    }
     let topics = config.topics.clone();
-    super::preflight(&config.kafka, &topics.for_models(&args.models), super::COMMAND_CONNECT_TIMEOUT)?;
+    let mut needed = topics.for_models(&args.models);
+    if let Some(tenants) = &tenants {
+        needed.extend(tenants.priority_models(&args.models).iter().map(|m| topics.priority_requests(m)));
+    }
+    super::preflight(&config.kafka, &needed, super::COMMAND_CONNECT_TIMEOUT)?;
     let settings = GatewaySettings {
         listen: args.listen,
         models: args.models,
-        request_prefix: topics.request_prefix,
-        result_prefix: topics.result_prefix,
-        dead_letter: topics.dead_letter,
+        topics,
         timeout: args.timeout,
         max_timeout: args.max_timeout.max(args.timeout),
         max_body_bytes: args.max_body,
+        tenants,
+        max_in_flight: args.max_in_flight,
+        max_bytes_in_flight: args.max_bytes_in_flight.max(args.max_body),
     };
     let gateway = tokio::task::block_in_place(|| Gateway::connect(&config.kafka, settings))?;
     let shutdown = Shutdown::on_signals("the gateway")?;
     gateway.serve(async move { shutdown.requested().await }).await?;
+    Ok(())
+}
+
+#[derive(Args)]
+pub struct ApiKeyArgs {
+    /// The tenant the key is for.
+    #[arg(long)]
+    tenant: String,
+    /// Models it may call ("*": all).
+    #[arg(long = "model", value_delimiter = ',', default_value = "*")]
+    models: Vec<String>,
+    /// Sustained requests per second (none: no quota).
+    #[arg(long)]
+    rate: Option<f64>,
+    /// Its requests take the models' priority lanes.
+    #[arg(long)]
+    priority: bool,
+}
+
+pub fn api_key(args: ApiKeyArgs) -> anyhow::Result<()> {
+    let key = new_key()?;
+    let models: Vec<String> = args.models.iter().map(|m| format!("{m:?}")).collect();
+    println!("# key for tenant '{}' (give it to the tenant; it is stored nowhere):", args.tenant);
+    println!("#   {key}");
+    println!("# its entry in the gateway's tenants file (only the hash is kept):");
+    println!(
+        "[[tenants]]\nname = {:?}\nkey_sha256 = [\"{}\"]\nmodels = [{}]",
+        args.tenant,
+        hash_key_hex(&key),
+        models.join(", ")
+    );
+    if args.priority {
+        println!("priority = true");
+    }
+    if let Some(rate) = args.rate {
+        println!("rate_per_s = {rate:?}\nburst = {}", (rate * 2.0).ceil().max(1.0) as u64);
+    }
     Ok(())
 }

@@ -66,6 +66,11 @@ enum Command {
     /// HTTP request-reply over the stream: POST a request, get its result (or 504 at the timeout).
     #[command(after_help = gateway::EXAMPLES)]
     Gateway(gateway::GatewayArgs),
+    /// Make an API key for a tenant of `tidal gateway --tenants`: prints the key (give it to the
+    /// tenant; it is stored nowhere) and the tenants-file entry holding only its SHA-256.
+    ///
+    /// Example: tidal api-key --tenant search --model sentiment --rate 20
+    ApiKey(gateway::ApiKeyArgs),
     /// Check what `tidal serve` needs, piece by piece: the configuration, the brokers, the
     /// topics (as declared), ONNX Runtime, every model on its sample, the metrics port. Prints a
     /// checklist with the fix for each failure; exits 0 only when all pass.
@@ -119,6 +124,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Topics(command) => runtime.block_on(topics::run(command)),
         Command::Models(command) => models::run(command),
         Command::Gateway(args) => runtime.block_on(gateway::run(args)),
+        Command::ApiKey(args) => gateway::api_key(args),
         Command::Doctor(args) => runtime.block_on(doctor::run(args)),
         Command::Produce(args) => records::produce(args),
         Command::Consume(args) => records::consume(args),

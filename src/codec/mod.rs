@@ -10,5 +10,6 @@ pub use bad_input::{BadInput, BadInputKind};
 pub use dead_letter::{dead_letter_headers, DeadLetterSource};
 pub use request::{
     decode_request, image_content_type, Input, InputKind, Request, RequestHeaders, HEADER_CONTENT_TYPE, HEADER_ID,
+    HEADER_TENANT,
 };
 pub use response::{encode_response, Response, Status};

@@ -20,6 +20,8 @@ use crate::vision::{decode_image, ImageLimits, ImageProblem, ImageRejected};
 pub const HEADER_CONTENT_TYPE: &str = "content-type";
 /// Header carrying the request id of a raw image record.
 pub const HEADER_ID: &str = "id";
+/// The tenant a gateway authenticated the request for (absent when it came some other way).
+pub const HEADER_TENANT: &str = "tidal-tenant";
 
 /// The `content-type` of a raw image record, from the bytes' signature (`None`: not an image).
 pub fn image_content_type(bytes: &[u8]) -> Option<&'static str> {

@@ -9,20 +9,24 @@
 //! |---|---|
 //! | 200 | the result (`{"id", "model", "model_version", "status": "ok", "result"}`) |
 //! | 400 | the body is not a JSON object (or not an image for a raw upload) |
+//! | 401 | tenants are declared and the call has no valid `Authorization: Bearer <key>` |
+//! | 403 | the key's tenant may not call this model |
 //! | 404 | the model is not one this gateway serves |
-//! | 409 | a request with this id is already waiting here |
+//! | 409 | the id is waiting or was answered here with another body |
 //! | 413 | the body exceeds `--max-body` |
 //! | 422 | the processor dead-lettered the request (`error.kind`, `error.reason`) |
-//! | 503 | the request could not be written to Kafka |
-//! | 504 | no result within the timeout, or the processor found the deadline passed |
+//! | 429 | the tenant is over its rate (`Retry-After`) |
+//! | 503 | the gateway is at its in-flight cap (`Retry-After`), or Kafka refused the request |
+//! | 504 | no result within the timeout (the request not even written to Kafka in it, or no answer), |
+//! |     | or the processor found the deadline passed |
 //!
 //! `GET /health` answers 200 while the result reader runs.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::body::Body;
+use axum::extract::{Path, Query, Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -31,9 +35,11 @@ use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::FutureRecord;
 use serde_json::{json, Value};
 
+use super::access::{Denied, Tenant};
+use super::quota::Full;
 use super::waiters::{fingerprint, Answer, Registration, Waiting};
 use super::Gateway;
-use crate::codec::{HEADER_CONTENT_TYPE, HEADER_ID};
+use crate::codec::{HEADER_CONTENT_TYPE, HEADER_ID, HEADER_TENANT};
 
 /// Query parameters of a prediction.
 #[derive(Debug, serde::Deserialize)]
@@ -44,12 +50,7 @@ pub struct PredictQuery {
 
 /// The router.
 pub fn router(gateway: Arc<Gateway>) -> Router {
-    let max_body = gateway.settings.max_body_bytes;
-    Router::new()
-        .route("/v1/models/{model}", post(predict))
-        .route("/health", get(health))
-        .layer(DefaultBodyLimit::max(max_body))
-        .with_state(gateway)
+    Router::new().route("/v1/models/{model}", post(predict)).route("/health", get(health)).with_state(gateway)
 }
 
 async fn health(State(gateway): State<Arc<Gateway>>) -> Response {
@@ -68,57 +69,170 @@ struct Outgoing {
     content_type: Option<String>,
 }
 
+/// A call refused or ended: its outcome (for the metrics) and the response.
+type Ended = (&'static str, Response);
+
 async fn predict(
     State(gateway): State<Arc<Gateway>>,
     Path(model): Path<String>,
     Query(query): Query<PredictQuery>,
-    headers: HeaderMap,
-    body: Bytes,
+    request: Request,
 ) -> Response {
     let started = Instant::now();
+    let (parts, body) = request.into_parts();
+    let tenant = match caller(&gateway, &model, &parts.headers, started) {
+        Ok(tenant) => tenant,
+        Err(refused) => {
+            let (tenant, (outcome, response)) = *refused;
+            return finish(&model, tenant, outcome, started, response);
+        }
+    };
+    let label = tenant.map_or(ANONYMOUS, |t| t.name.as_str());
+    let (outcome, response) = match admitted_call(&gateway, &model, tenant, query, &parts.headers, body, started).await
+    {
+        Ok(ended) | Err(ended) => ended,
+    };
+    finish(&model, label, outcome, started, response)
+}
+
+/// The tenant label of calls to a gateway without tenants, and of calls without a valid key.
+const ANONYMOUS: &str = "-";
+
+/// Who calls, if they may call this model now (404, 401, 403, 429 otherwise).
+fn caller<'g>(
+    gateway: &'g Gateway,
+    model: &str,
+    headers: &HeaderMap,
+    now: Instant,
+) -> Result<Option<&'g Tenant>, Box<(&'g str, Ended)>> {
     let settings = &gateway.settings;
-    if !settings.models.contains(&model) {
+    if !settings.models.contains(&model.to_string()) {
         let reason = format!("unknown model '{model}': this gateway serves {:?}", settings.models);
-        return error(StatusCode::NOT_FOUND, None, &reason);
+        return Err(Box::new((ANONYMOUS, ("unknown_model", error(StatusCode::NOT_FOUND, None, &reason)))));
     }
+    let Some(tenants) = &settings.tenants else { return Ok(None) };
+    let authorization = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+    let tenant = match tenants.authenticate(authorization) {
+        Ok(tenant) => tenant,
+        Err(denied) => {
+            let reason = match denied {
+                Denied::NoKey => {
+                    "no API key: send `Authorization: Bearer <key>` (ask the gateway's operator for a key)"
+                }
+                Denied::UnknownKey => "this API key is not valid here (revoked, mistyped, or for another gateway)",
+            };
+            let mut response = error(StatusCode::UNAUTHORIZED, None, reason);
+            response.headers_mut().insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
+            return Err(Box::new((ANONYMOUS, ("unauthorized", response))));
+        }
+    };
+    if !tenant.may_call(model) {
+        let reason = format!("tenant '{}' may not call '{model}' (ask the operator to grant it)", tenant.name);
+        return Err(Box::new((tenant.name.as_str(), ("forbidden", error(StatusCode::FORBIDDEN, None, &reason)))));
+    }
+    if let Some(Err(wait)) = tenant.bucket.as_ref().map(|bucket| bucket.take(now)) {
+        let reason = format!("tenant '{}' is over its rate; retry after the Retry-After header's seconds", tenant.name);
+        let response = with_retry_after(error(StatusCode::TOO_MANY_REQUESTS, None, &reason), wait);
+        return Err(Box::new((tenant.name.as_str(), ("rate_limited", response))));
+    }
+    Ok(Some(tenant))
+}
+
+/// A call that passed `caller`: within the gateway's caps (503), its body read (413, 400), its
+/// request produced (503, 504) and its answer awaited.
+async fn admitted_call(
+    gateway: &Gateway,
+    model: &str,
+    tenant: Option<&Tenant>,
+    query: PredictQuery,
+    headers: &HeaderMap,
+    body: Body,
+    started: Instant,
+) -> Result<Ended, Ended> {
+    let settings = &gateway.settings;
+    let max_body = settings.max_body_bytes;
+    let declared = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
+    if declared.is_some_and(|length| length > max_body) {
+        let reason = format!("the body exceeds the gateway's limit of {max_body} bytes");
+        return Err(("too_large", error(StatusCode::PAYLOAD_TOO_LARGE, None, &reason)));
+    }
+    let _admitted = gateway.admission.admit(declared.unwrap_or(max_body)).map_err(|full| {
+        let reason = match full {
+            Full::Requests(cap) => format!("the gateway holds its maximum of {cap} requests in flight; retry shortly"),
+            Full::Bytes(cap) => {
+                format!("the gateway holds its maximum of {cap} request bytes in flight; retry shortly")
+            }
+        };
+        let response = with_retry_after(error(StatusCode::SERVICE_UNAVAILABLE, None, &reason), Duration::from_secs(1));
+        ("overloaded", response)
+    })?;
+    let body = axum::body::to_bytes(body, max_body).await.map_err(|e| {
+        let reason = format!("the body could not be read within the gateway's limit of {max_body} bytes: {e}");
+        ("too_large", error(StatusCode::PAYLOAD_TOO_LARGE, None, &reason))
+    })?;
     let timeout = query.timeout_ms.map(Duration::from_millis).unwrap_or(settings.timeout).min(settings.max_timeout);
     let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
-    let outgoing = match outgoing(content_type, &body, timeout) {
-        Ok(outgoing) => outgoing,
-        Err(reason) => return error(StatusCode::BAD_REQUEST, None, &reason),
-    };
+    let outgoing = outgoing(content_type, &body, timeout)
+        .map_err(|reason| ("bad_request", error(StatusCode::BAD_REQUEST, None, &reason)))?;
     let id = outgoing.id.clone();
     let waiting = match gateway.waiters.register(&id, fingerprint(&body)) {
         Registration::New(waiting) => waiting,
-        Registration::Joined(waiting) => {
-            // A retry of a call still waiting: wait with it; the request is in the stream once.
-            let (outcome, response) = respond(&id, waiting, timeout, started).await;
-            return finish(&model, outcome, started, response);
-        }
-        Registration::Answered(answer) => {
-            let (outcome, response) = answer_response(&id, answer);
-            return finish(&model, outcome, started, response);
-        }
+        // A retry of a call still waiting: wait with it; the request is in the stream once.
+        Registration::Joined(waiting) => return Ok(respond(&id, waiting, timeout, started).await),
+        Registration::Answered(answer) => return Ok(answer_response(&id, answer)),
         Registration::Conflict => {
             let reason = "a request with this id and another body is waiting or was answered on this gateway; \
                           use unique ids (a retry must repeat the same body)";
-            return error(StatusCode::CONFLICT, Some(&id), reason);
+            return Err(("conflict", error(StatusCode::CONFLICT, Some(&id), reason)));
         }
     };
-    let topic = format!("{}{model}", settings.request_prefix);
+    drop(body);
+    produce(gateway, model, tenant, &outgoing, timeout.saturating_sub(started.elapsed())).await?;
+    drop(outgoing.value);
+    Ok(respond(&id, waiting, timeout, started).await)
+}
+
+/// Writes the request to its topic within `within` (the call's remaining time): 503 if Kafka
+/// refuses it, 504 if it is not written in time (a broker outage never holds a caller longer
+/// than its own timeout).
+async fn produce(
+    gateway: &Gateway,
+    model: &str,
+    tenant: Option<&Tenant>,
+    outgoing: &Outgoing,
+    within: Duration,
+) -> Result<(), Ended> {
+    let id = outgoing.id.as_str();
+    let topics = &gateway.settings.topics;
+    let topic = match tenant {
+        Some(tenant) if tenant.priority => topics.priority_requests(model),
+        _ => format!("{}{model}", topics.request_prefix),
+    };
     let mut kafka_headers = OwnedHeaders::new();
     if let Some(content_type) = &outgoing.content_type {
         kafka_headers = kafka_headers
             .insert(Header { key: HEADER_CONTENT_TYPE, value: Some(content_type.as_str()) })
-            .insert(Header { key: HEADER_ID, value: Some(id.as_str()) });
+            .insert(Header { key: HEADER_ID, value: Some(id) });
     }
-    let record = FutureRecord::to(&topic).key(id.as_str()).payload(outgoing.value.as_slice()).headers(kafka_headers);
-    if let Err((e, _)) = gateway.producer.send(record, timeout).await {
-        let reason = format!("could not write the request to {topic}: {e}");
-        return finish(&model, "produce_failed", started, error(StatusCode::SERVICE_UNAVAILABLE, Some(&id), &reason));
+    if let Some(tenant) = tenant {
+        kafka_headers = kafka_headers.insert(Header { key: HEADER_TENANT, value: Some(tenant.name.as_str()) });
     }
-    let (outcome, response) = respond(&id, waiting, timeout, started).await;
-    finish(&model, outcome, started, response)
+    let record = FutureRecord::to(&topic).key(id).payload(outgoing.value.as_slice()).headers(kafka_headers);
+    match tokio::time::timeout(within, gateway.producer.send(record, within)).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err((e, _))) => {
+            let reason = format!("could not write the request to {topic}: {e}");
+            Err(("produce_failed", error(StatusCode::SERVICE_UNAVAILABLE, Some(id), &reason)))
+        }
+        Err(_) => {
+            let reason = format!(
+                "the request was not written to {topic} within {} ms (is Kafka reachable?); it may still be \
+                 written later, and its deadline_ms makes the processor skip it then",
+                within.as_millis()
+            );
+            Err(("produce_timeout", error(StatusCode::GATEWAY_TIMEOUT, Some(id), &reason)))
+        }
+    }
 }
 
 /// Waits for the answer until the call's timeout; the outcome (for the metrics) and the response.
@@ -188,8 +302,15 @@ fn error(status: StatusCode, id: Option<&str>, reason: &str) -> Response {
     (status, Json(json!({"id": id, "error": {"reason": reason}}))).into_response()
 }
 
-fn finish(model: &str, outcome: &'static str, started: Instant, response: Response) -> Response {
-    crate::metrics::gateway_request(model, outcome, started.elapsed());
+/// Adds `Retry-After` in whole seconds (at least 1).
+fn with_retry_after(mut response: Response, wait: Duration) -> Response {
+    let seconds = wait.as_secs_f64().ceil().max(1.0) as u64;
+    response.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from(seconds));
+    response
+}
+
+fn finish(model: &str, tenant: &str, outcome: &'static str, started: Instant, response: Response) -> Response {
+    crate::metrics::gateway_request(model, tenant, outcome, started.elapsed());
     response
 }
 

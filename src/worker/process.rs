@@ -23,7 +23,21 @@ use crate::models::Model;
 pub struct ModelSlot {
     pub model: Box<dyn Model>,
     pub request_topic: String,
+    /// Its priority request topic, if it has a priority lane (`[priority]`).
+    pub priority_topic: Option<String>,
     pub result_topic: String,
+}
+
+impl ModelSlot {
+    /// The request topics it reads: the normal one, then the priority one if any.
+    pub fn request_topics(&self) -> impl Iterator<Item = &str> {
+        std::iter::once(self.request_topic.as_str()).chain(self.priority_topic.as_deref())
+    }
+
+    /// Whether requests on `topic` are for this model.
+    pub fn reads(&self, topic: &str) -> bool {
+        self.request_topics().any(|t| t == topic)
+    }
 }
 
 /// A record to produce inside the batch's transaction.
@@ -72,8 +86,7 @@ fn request_headers(message: &OwnedMessage) -> codec::RequestHeaders<'_> {
 /// Processes one batch; returns one record per input record, in input order.
 pub fn process_batch(batch: &[OwnedMessage], slots: &mut [ModelSlot], rules: &Rules<'_>) -> Vec<OutgoingRecord> {
     let now_ms = unix_millis();
-    let slot_of: Vec<Option<usize>> =
-        batch.iter().map(|m| slots.iter().position(|s| s.request_topic == m.topic())).collect();
+    let slot_of: Vec<Option<usize>> = batch.iter().map(|m| slots.iter().position(|s| s.reads(m.topic()))).collect();
     let mut answers: Vec<RequestOutcome> = slot_of
         .iter()
         .zip(batch)
@@ -256,7 +269,7 @@ pub fn refused_record(
     slots: &[ModelSlot],
     rules: &Rules<'_>,
 ) -> OutgoingRecord {
-    let slot = slots.iter().find(|s| s.request_topic == message.topic());
+    let slot = slots.iter().find(|s| s.reads(message.topic()));
     let kind = match code {
         RDKafkaErrorCode::MessageSizeTooLarge
         | RDKafkaErrorCode::MessageBatchTooLarge
@@ -357,6 +370,7 @@ mod tests {
         vec![ModelSlot {
             model: Box::new(LengthModel { runs }),
             request_topic: "req".into(),
+            priority_topic: None,
             result_topic: "res".into(),
         }]
     }

@@ -11,6 +11,7 @@ use rdkafka::message::{Message, OwnedMessage};
 use super::batch;
 use super::clients::Clients;
 use super::commit::{Commit, Lost};
+use super::lanes::{Lanes, Mode};
 use super::outage::Outage;
 use super::process::{process_batch, ModelSlot, Rules};
 use super::refusals::Refusals;
@@ -53,9 +54,11 @@ pub fn load_models(spec: &WorkerSpec) -> Result<Vec<ModelSlot>> {
     spec.manifests
         .iter()
         .map(|manifest| {
+            let priority = spec.config.priority.models.contains(&manifest.name);
             Ok(ModelSlot {
                 model: models::load(manifest, &model_dir)?,
                 request_topic: format!("{}{}", spec.config.topics.request_prefix, manifest.name),
+                priority_topic: priority.then(|| spec.config.topics.priority_requests(&manifest.name)),
                 result_topic: format!("{}{}", spec.config.topics.result_prefix, manifest.name),
             })
         })
@@ -65,7 +68,7 @@ pub fn load_models(spec: &WorkerSpec) -> Result<Vec<ModelSlot>> {
 /// Runs until shutdown is requested. Kafka failures never end the loop: a failed producer is
 /// replaced (the consumer keeps its partitions); a failed consumer means new clients.
 pub fn run_worker(spec: &WorkerSpec, mut slots: Vec<ModelSlot>) {
-    let topics: Vec<String> = slots.iter().map(|s| s.request_topic.clone()).collect();
+    let topics: Vec<String> = slots.iter().flat_map(|s| s.request_topics().map(String::from)).collect();
     let topics: Vec<&str> = topics.iter().map(String::as_str).collect();
     let mut backoff = Backoff::default();
     let mut batches: u64 = 0; // across client rebuilds (the slow-model fault counts them)
@@ -217,13 +220,18 @@ fn batch_loop(
     };
     let mut refusals = Refusals::default();
     let mut outage = Outage::default();
+    let priority_topics = slots.iter().filter_map(|s| s.priority_topic.clone());
+    let mut lanes = Lanes::new(priority_topics, config.priority.normal_batch_every);
     let mut aborts: u32 = 0;
     while !spec.shutdown.is_requested() {
         spec.heartbeat.progressed();
         spec.heartbeat.set_joined(clients.consumer.context().rebalance_count() > 0);
+        lanes.apply(&clients.consumer).map_err(Lost::Consumer)?;
+        metrics::worker_priority_first(spec.index, lanes.mode() != Mode::Both);
         let mut batch =
             batch::collect(&clients.consumer, &config.batch, &mut outage, spec.index).map_err(Lost::Consumer)?;
         if batch.is_empty() {
+            lanes.idle();
             continue;
         }
         if let Some(keep) = refusals.cut(&batch) {
@@ -251,6 +259,7 @@ fn batch_loop(
                 backoff.reset();
                 refusals.forget_committed(&offsets);
                 record_latency(&batch, slots);
+                lanes.committed(&batch, batch::is_full(&batch, &config.batch));
             }
             Commit::Redo { refused } => {
                 rewind::to_first_offsets(&clients.consumer, &batch).map_err(Lost::Consumer)?;
@@ -270,9 +279,11 @@ fn batch_loop(
 
 fn count_inputs(batch: &[OwnedMessage], slots: &[ModelSlot]) {
     for slot in slots {
-        let count = batch.iter().filter(|m| m.topic() == slot.request_topic).count();
-        if count > 0 {
-            metrics::records_in(&slot.request_topic, slot.model.name(), count);
+        for topic in slot.request_topics() {
+            let count = batch.iter().filter(|m| m.topic() == topic).count();
+            if count > 0 {
+                metrics::records_in(topic, slot.model.name(), count);
+            }
         }
     }
 }
@@ -282,7 +293,7 @@ fn record_latency(batch: &[OwnedMessage], slots: &[ModelSlot]) {
     let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
     for message in batch {
         let (Some(created), Some(slot)) =
-            (message.timestamp().to_millis(), slots.iter().find(|s| s.request_topic == message.topic()))
+            (message.timestamp().to_millis(), slots.iter().find(|s| s.reads(message.topic())))
         else {
             continue;
         };

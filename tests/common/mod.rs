@@ -289,15 +289,19 @@ impl Fixture {
 
     /// Produces (key, value, headers) records to the request topic and waits for delivery.
     pub fn produce_with_headers(&self, records: &[OutgoingRecord<'_>]) {
+        self.produce_with_headers_to(&self.requests(), records);
+    }
+
+    /// Produces (key, value, headers) records to `topic` and waits for delivery.
+    pub fn produce_with_headers_to(&self, topic: &str, records: &[OutgoingRecord<'_>]) {
         let producer: BaseProducer = ClientConfig::new()
             .set("bootstrap.servers", &self.brokers)
             .set("linger.ms", "5")
             .set("message.max.bytes", "16777216")
             .create()
             .unwrap();
-        let topic = self.requests();
         for (key, value, headers) in records {
-            let mut record: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(&topic);
+            let mut record: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(topic);
             if !headers.is_empty() {
                 let mut owned = rdkafka::message::OwnedHeaders::new();
                 for (k, v) in headers {
@@ -321,13 +325,19 @@ impl Fixture {
 
     /// Produces JSON sentiment requests with ids as keys.
     pub fn produce_texts(&self, requests: &[(String, String)]) {
+        self.produce_texts_to(&self.requests(), requests);
+    }
+
+    /// Produces JSON sentiment requests with ids as keys to `topic`.
+    pub fn produce_texts_to(&self, topic: &str, requests: &[(String, String)]) {
         let records: Vec<_> = requests
             .iter()
             .map(|(id, text)| {
-                (Some(id.clone()), Some(serde_json::json!({"id": id, "text": text}).to_string().into_bytes()))
+                let value = serde_json::json!({"id": id, "text": text}).to_string().into_bytes();
+                (Some(id.clone()), Some(value), Vec::new())
             })
             .collect();
-        self.produce(&records);
+        self.produce_with_headers_to(topic, &records);
     }
 }
 
