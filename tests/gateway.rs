@@ -198,12 +198,17 @@ where
 
 /// Runs `tidal api-key` and returns the key and the tenants-file entry it printed.
 fn api_key(tenant: &str, models: &str, rate: Option<f64>) -> (String, String) {
-    let mut command = tidal();
-    command.args(["api-key", "--tenant", tenant, "--model", models]);
-    if let Some(rate) = rate {
-        command.args(["--rate", &rate.to_string()]);
+    let rate = rate.map(|r| r.to_string());
+    let mut args = vec!["--model", models];
+    if let Some(rate) = &rate {
+        args.extend(["--rate", rate.as_str()]);
     }
-    let output = command.output().unwrap();
+    api_key_with(tenant, &args)
+}
+
+/// Runs `tidal api-key --tenant <tenant> <args>`: the key and the tenants-file entry it printed.
+fn api_key_with(tenant: &str, args: &[&str]) -> (String, String) {
+    let output = tidal().args(["api-key", "--tenant", tenant]).args(args).output().unwrap();
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     let entry = String::from_utf8(output.stdout).unwrap();
     let key = entry
@@ -470,4 +475,135 @@ fn while_kafka_is_frozen_calls_end_in_time_and_memory_stays_within_the_caps() {
     let after = rt.block_on(call(port, "/v1/models/sentiment?timeout_ms=8000", None, r#"{"text": "back"}"#.into()));
     assert_eq!(after.status, 504, "{}", after.body);
     assert!(after.body["error"]["reason"].as_str().unwrap().contains("no result within"), "{}", after.body);
+}
+
+/// A CA and a server certificate for 127.0.0.1 signed by it (openssl), in `dir`.
+fn tls_files(dir: &std::path::Path) -> (String, String, Vec<u8>) {
+    let run = |args: &[&str]| {
+        let output = std::process::Command::new("openssl").args(args).current_dir(dir).output().unwrap();
+        assert!(output.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&output.stderr));
+    };
+    run(&["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=gateway test CA"]
+        .iter()
+        .chain(&["-keyout", "ca.key", "-out", "ca.pem"])
+        .copied()
+        .collect::<Vec<_>>());
+    run(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        "/CN=127.0.0.1",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+    ]);
+    std::fs::write(dir.join("ext.cnf"), "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n").unwrap();
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-out",
+        "server.pem",
+        "-extfile",
+        "ext.cnf",
+    ]);
+    let path = |name: &str| dir.join(name).to_string_lossy().into_owned();
+    (path("server.pem"), path("server.key"), std::fs::read(dir.join("ca.pem")).unwrap())
+}
+
+#[test]
+fn https_on_the_listener_and_priority_tenants_take_the_priority_lane() {
+    let fx = Fixture::new("gateway-tls", 1, "[priority]\nmodels = [\"sentiment\"]\n");
+    let priority_topic = format!("{}.priority", fx.requests());
+    fx.create_topic(&priority_topic, 1);
+    let (premium_key, premium) = api_key_with("premium", &["--priority"]);
+    let (basic_key, basic) = api_key_with("basic", &[]);
+    let tenants = tenants_file(&fx, &[&premium, &basic]);
+    let (cert, key, ca) = tls_files(fx.dir.path());
+    let _server = fx.spawn("a");
+    let port = common::free_port();
+    let child = tidal()
+        .args(["gateway", "--config"])
+        .arg(&fx.config_path)
+        .args(["--listen", &format!("127.0.0.1:{port}"), "--metrics-listen", "", "--model", "sentiment"])
+        .args(["--tenants", &tenants, "--tls-cert", &cert, "--tls-key", &key, "--timeout", "60s"])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let _gateway = Server(child);
+    let client =
+        reqwest::Client::builder().add_root_certificate(reqwest::Certificate::from_pem(&ca).unwrap()).build().unwrap();
+    let rt = runtime();
+    let https = |key: &str, id: &str| {
+        let request = client
+            .post(format!("https://127.0.0.1:{port}/v1/models/sentiment"))
+            .bearer_auth(key)
+            .body(serde_json::json!({"id": id, "text": LABELLED[0].0}).to_string());
+        async move {
+            let response = request.send().await?;
+            Ok::<_, reqwest::Error>((response.status().as_u16(), response.json::<serde_json::Value>().await?))
+        }
+    };
+    let until = Instant::now() + Duration::from_secs(30);
+    let (status, answer) = loop {
+        match rt.block_on(https(&premium_key, "vip-1")) {
+            Ok(answered) => break answered,
+            Err(e) if Instant::now() < until => {
+                eprintln!("gateway not up yet: {e}");
+                std::thread::sleep(Duration::from_millis(300));
+            }
+            Err(e) => panic!("no HTTPS answer within 30 s: {e}"),
+        }
+    };
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["result"]["label"], LABELLED[0].1);
+    let (status, answer) = rt.block_on(https(&basic_key, "plain-1")).unwrap();
+    assert_eq!(status, 200, "{answer}");
+    // Plain HTTP on the HTTPS port gets no answer.
+    let plain = rt.block_on(reqwest::Client::new().get(format!("http://127.0.0.1:{port}/health")).send());
+    assert!(plain.is_err() || !plain.unwrap().status().is_success(), "plain HTTP must not be served");
+
+    // The premium call went through the priority topic, the basic one through the normal one.
+    let mut lane = Reader::new(&priority_topic, false);
+    lane.read_until(1, Duration::from_secs(10));
+    let mut normal = Reader::new(&fx.requests(), false);
+    normal.read_until(1, Duration::from_secs(10));
+    lane.poll_for(Duration::from_secs(1));
+    normal.poll_for(Duration::from_secs(1));
+    let ids = |reader: &Reader| {
+        reader.records.iter().map(|r| r.json()["id"].as_str().unwrap().to_string()).collect::<Vec<_>>()
+    };
+    assert_eq!(ids(&lane), ["vip-1"]);
+    assert_eq!(ids(&normal), ["plain-1"]);
+    assert_eq!(lane.records[0].headers.get("tidal-tenant").map(String::as_str), Some("premium"));
+}
+
+#[test]
+fn result_partitions_added_later_are_read() {
+    let fx = Fixture::new("gateway-grow", 1, "");
+    let port = common::free_port();
+    let _gateway = start_gateway(&fx, port, "60s");
+    common::add_partitions(&fx.brokers, &fx.results(), 4);
+    // No processor: the answer is written straight into partition 3, which did not exist when
+    // the gateway started (it looks for new partitions every 10 s and reads them from their start).
+    let rt = multi_thread_runtime();
+    let waiting = rt.spawn(post(port, "/v1/models/sentiment", r#"{"id": "grown-1", "text": "x"}"#.into()));
+    std::thread::sleep(Duration::from_secs(1));
+    let answer =
+        serde_json::json!({"id": "grown-1", "model": "sentiment", "status": "ok", "result": {"label": "positive"}});
+    common::produce_to_partition(&fx.brokers, &fx.results(), 3, "grown-1", &answer.to_string());
+    let (status, body) = rt.block_on(waiting).unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body, answer);
 }

@@ -61,6 +61,12 @@ pub struct GatewayArgs {
     /// Most request-body bytes held at once (over it: 503 with Retry-After).
     #[arg(long, default_value_t = 256 * 1024 * 1024)]
     max_bytes_in_flight: usize,
+    /// Serve HTTPS with this PEM certificate chain (with --tls-key).
+    #[arg(long, env = "TIDAL_GATEWAY_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, env = "TIDAL_GATEWAY_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
     /// Prometheus endpoint (`host:port`; empty: none).
     #[arg(long, env = "TIDAL_METRICS_LISTEN", default_value = "127.0.0.1:9465")]
     metrics_listen: String,
@@ -78,6 +84,10 @@ pub async fn run(args: GatewayArgs) -> anyhow::Result<()> {
         metrics::install_exporter(address, HealthSlot::with(Arc::new(Running)))?;
     }
     let tenants = args.tenants.as_deref().map(Tenants::load).transpose()?;
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(tidal::gateway::tls::server_config(cert, key)?),
+        _ => None,
+    };
     if let Some(tenants) = &tenants {
         tenants.check_models(&args.models).map_err(|e| anyhow::anyhow!("--tenants: {e}"))?;
     }
@@ -97,6 +107,7 @@ pub async fn run(args: GatewayArgs) -> anyhow::Result<()> {
         tenants,
         max_in_flight: args.max_in_flight,
         max_bytes_in_flight: args.max_bytes_in_flight.max(args.max_body),
+        tls,
     };
     let gateway = tokio::task::block_in_place(|| Gateway::connect(&config.kafka, settings))?;
     let shutdown = Shutdown::on_signals("the gateway")?;

@@ -15,6 +15,7 @@ pub mod access;
 mod http;
 mod listener;
 pub mod quota;
+pub mod tls;
 mod waiters;
 
 use std::net::SocketAddr;
@@ -48,6 +49,8 @@ pub struct GatewaySettings {
     pub max_in_flight: usize,
     /// Most request-body bytes held at once, over all callers.
     pub max_bytes_in_flight: usize,
+    /// HTTPS on the listener (None: plain HTTP, e.g. behind an ingress that terminates TLS).
+    pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 /// A gateway's shared state.
@@ -95,10 +98,18 @@ impl Gateway {
         if tenants == 0 {
             tracing::warn!("no --tenants: anyone who reaches {address} may call every model, without a quota");
         }
-        tracing::info!(%address, models = ?self.settings.models, tenants, "gateway listening: POST /v1/models/<model>");
-        axum::serve(socket, http::router(Arc::new(self)))
-            .with_graceful_shutdown(shutdown)
-            .await
-            .map_err(|e| Error::Gateway(format!("the HTTP server failed: {e}")))
+        let scheme = if self.settings.tls.is_some() { "https" } else { "http" };
+        tracing::info!(%address, scheme, models = ?self.settings.models, tenants, "gateway listening: POST /v1/models/<model>");
+        let tls = self.settings.tls.clone();
+        let router = http::router(Arc::new(self));
+        let served = match tls {
+            Some(config) => {
+                let listener = tls::TlsListener::new(socket, config)
+                    .map_err(|e| Error::Gateway(format!("cannot listen on {address}: {e}")))?;
+                axum::serve(listener, router).with_graceful_shutdown(shutdown).await
+            }
+            None => axum::serve(socket, router).with_graceful_shutdown(shutdown).await,
+        };
+        served.map_err(|e| Error::Gateway(format!("the HTTP server failed: {e}")))
     }
 }

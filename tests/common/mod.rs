@@ -558,3 +558,21 @@ pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
     let body = response.split_once("\r\n\r\n").map_or(String::new(), |(_, b)| b.to_string());
     Some((status, body))
 }
+
+/// Grows `topic` to `partitions` partitions.
+pub fn add_partitions(brokers: &str, topic: &str, partitions: usize) {
+    let admin: AdminClient<DefaultClientContext> =
+        ClientConfig::new().set("bootstrap.servers", brokers).create().expect("admin client");
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let grow = rdkafka::admin::NewPartitions::new(topic, partitions);
+    for result in runtime.block_on(admin.create_partitions(&[grow], &AdminOptions::new())).expect("create partitions") {
+        result.expect("partitions added");
+    }
+}
+
+/// Produces one record (key and value) to one partition of `topic` and waits for delivery.
+pub fn produce_to_partition(brokers: &str, topic: &str, partition: i32, key: &str, value: &str) {
+    let producer: BaseProducer = ClientConfig::new().set("bootstrap.servers", brokers).create().unwrap();
+    producer.send(BaseRecord::to(topic).partition(partition).key(key).payload(value)).map_err(|(e, _)| e).unwrap();
+    producer.flush(Duration::from_secs(30)).expect("flush");
+}
