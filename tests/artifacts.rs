@@ -78,3 +78,20 @@ fn the_readme_scaler_example_parses() {
     assert_eq!(config.policies.max_replicas, 8);
     assert!(config.policies.lag.is_some() && config.policies.rate.is_some());
 }
+
+#[test]
+fn simulate_compare_prints_a_table_per_built_in_trace_and_draws_them() {
+    let out = tempfile::tempdir().unwrap();
+    let output =
+        tidal().args(["scale", "simulate", "--compare", "--slo", "5s", "--out"]).arg(out.path()).output().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}{}", String::from_utf8_lossy(&output.stderr));
+    for trace in ["match-day", "diurnal", "flash-spike"] {
+        assert!(stdout.contains(&format!("trace {trace}:")), "{stdout}");
+        assert!(out.path().join(format!("compare-{trace}.png")).is_file(), "compare-{trace}.png");
+    }
+    for configuration in ["KEDA-equivalent (lag)", "tidal", "tidal + latency SLO"] {
+        let rows = stdout.lines().filter(|l| l.starts_with(&format!("| {configuration} |"))).count();
+        assert_eq!(rows, 3, "one row per trace for {configuration}: {stdout}");
+    }
+}

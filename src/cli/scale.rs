@@ -7,6 +7,7 @@ use anyhow::Context;
 use clap::Subcommand;
 
 use tidal::health::{HealthSlot, Running};
+use tidal::scale::policy::LatencyPolicy;
 use tidal::scale::{manual, simulate as sim, ScaleConfig};
 use tidal::shutdown::Shutdown;
 use tidal::{metrics, tools};
@@ -54,15 +55,27 @@ pub enum ScaleCommand {
         /// Policies and replica model (TOML: [policies], [simulation]); default: built-in.
         #[arg(long)]
         config: Option<PathBuf>,
-        /// A CSV file of `seconds,rate`, or `match-day` (built in: steady, 6x surge, cliff).
+        /// A CSV file of `seconds,rate`, or a built-in trace: `match-day` (steady, 6x surge,
+        /// cliff), `diurnal` (a shop's day: opening at 09:00, lunch dip), `flash-spike` (10x for
+        /// 2 minutes).
         #[arg(long, default_value = "match-day")]
         trace: String,
-        /// Base rate of the built-in match-day trace, records/s.
+        /// Base rate of the built-in traces, records/s.
         #[arg(long, default_value_t = 100.0)]
         base_rate: f64,
-        /// Folder for simulation.csv and simulation.png.
+        /// Folder for simulation.csv and simulation.png (compare-<trace>.png with --compare).
         #[arg(long, default_value = ".")]
         out: PathBuf,
+        /// Run every built-in trace (or --trace FILE) through three configurations — the
+        /// KEDA-equivalent lag policy (deploy/kubernetes/keda/scale.toml), --config's policies,
+        /// and those plus a latency SLO — and print cost, seconds over the SLO, peak lag and time
+        /// to enough replicas for each.
+        #[arg(long)]
+        compare: bool,
+        /// The wait a new request should not exceed (--compare's latency policy and its count of
+        /// seconds over the SLO).
+        #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+        slo: std::time::Duration,
     },
 }
 
@@ -77,8 +90,12 @@ pub async fn run(command: ScaleCommand) -> anyhow::Result<()> {
             };
             set_override(&brokers, file.as_deref(), topic.as_deref(), replicas)
         }
-        ScaleCommand::Simulate { config, trace, base_rate, out } => {
-            simulate(config.as_deref(), &trace, base_rate, &out)
+        ScaleCommand::Simulate { config, trace, base_rate, out, compare, slo } => {
+            if compare {
+                simulate_compare(config.as_deref(), &trace, base_rate, &out, slo)
+            } else {
+                simulate(config.as_deref(), &trace, base_rate, &out)
+            }
         }
     }
 }
@@ -121,7 +138,7 @@ fn set_override(
 /// `tidal scale simulate`.
 fn simulate(config: Option<&Path>, trace: &str, base_rate: f64, out: &Path) -> anyhow::Result<()> {
     let config = ScaleConfig::load(config)?;
-    let trace = if trace == "match-day" { sim::match_day(base_rate) } else { sim::read_trace(Path::new(trace))? };
+    let trace = trace_named(trace, base_rate)?;
     let model = config.simulation.model();
     let steps = sim::run(&trace, &config.policies, &model);
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
@@ -149,5 +166,77 @@ fn simulate(config: Option<&Path>, trace: &str, base_rate: f64, out: &Path) -> a
         summary.replica_seconds
     );
     println!("wrote {} and {}", csv.display(), png.display());
+    Ok(())
+}
+
+/// A built-in trace by name, else a CSV file.
+fn trace_named(name: &str, base_rate: f64) -> anyhow::Result<sim::Trace> {
+    match sim::builtin_trace(name, base_rate) {
+        Some(trace) => Ok(trace),
+        None => Ok(sim::read_trace(Path::new(name))?),
+    }
+}
+
+/// The scaler configured as KEDA's ScaledObject is (lag policy only), shipped beside it.
+const KEDA_EQUIVALENT: &str = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/kubernetes/keda/scale.toml"));
+
+/// `tidal scale simulate --compare`.
+fn simulate_compare(
+    config: Option<&Path>,
+    trace: &str,
+    base_rate: f64,
+    out: &Path,
+    slo: std::time::Duration,
+) -> anyhow::Result<()> {
+    let config = ScaleConfig::load(config)?;
+    // The same bounds for every configuration: only the policies differ.
+    let mut keda = ScaleConfig::from_toml(KEDA_EQUIVALENT)?.policies;
+    keda.min_replicas = config.policies.min_replicas;
+    keda.max_replicas = config.policies.max_replicas;
+    let mut with_slo = config.policies.clone();
+    with_slo.latency.get_or_insert(LatencyPolicy {
+        target: slo,
+        percentile: 0.95,
+        window: std::time::Duration::from_secs(60),
+        service_time: std::time::Duration::ZERO,
+    });
+    let configurations =
+        [("KEDA-equivalent (lag)", keda), ("tidal", config.policies.clone()), ("tidal + latency SLO", with_slo)];
+    let traces: Vec<String> = if trace == "match-day" {
+        sim::BUILTIN_TRACES.iter().map(|t| t.to_string()).collect()
+    } else {
+        vec![trace.to_string()]
+    };
+    let model = config.simulation.model();
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    println!(
+        "replica model: {:.0} records/s per replica, {} partitions, {} start-up, decisions every {}; SLO: wait ≤ {}",
+        model.per_replica_rate,
+        model.partitions,
+        humantime::format_duration(model.startup),
+        humantime::format_duration(model.interval),
+        humantime::format_duration(slo)
+    );
+    for name in &traces {
+        let trace = trace_named(name, base_rate)?;
+        let runs: Vec<(&str, Vec<sim::Step>)> =
+            configurations.iter().map(|(label, policies)| (*label, sim::run(&trace, policies, &model))).collect();
+        println!("\ntrace {name}:");
+        println!("| configuration | replica-seconds | seconds over SLO | peak lag | surge → enough replicas |");
+        println!("|---|---:|---:|---:|---:|");
+        for (label, steps) in &runs {
+            let c = sim::compare(steps, &model, slo);
+            let enough = c.surge_to_enough.map_or("never".to_string(), |s| format!("{s:.0} s"));
+            println!(
+                "| {label} | {:.0} | {:.0} | {:.0} | {enough} |",
+                c.replica_seconds, c.over_slo_seconds, c.peak_lag
+            );
+        }
+        let file_name = Path::new(name).file_stem().map_or(name.clone(), |s| s.to_string_lossy().into_owned());
+        let png = out.join(format!("compare-{file_name}.png"));
+        let overlaid: Vec<(&str, &[sim::Step])> = runs.iter().map(|(l, s)| (*l, s.as_slice())).collect();
+        sim::draw_runs(&overlaid, &png, None)?;
+        println!("wrote {}", png.display());
+    }
     Ok(())
 }

@@ -106,6 +106,15 @@ impl ScaleConfig {
         if p.lag.as_ref().is_some_and(|l| l.lag_threshold == 0) {
             return bad("policies.lag.lag_threshold must be at least 1".into());
         }
+        if let Some(latency) = &p.latency {
+            if latency.target <= latency.service_time || !(0.0..=1.0).contains(&latency.percentile) {
+                return bad(format!(
+                    "policies.latency: target ({}) must exceed service_time ({}) and percentile be within 0..1",
+                    humantime::format_duration(latency.target),
+                    humantime::format_duration(latency.service_time)
+                ));
+            }
+        }
         if let Some(w) = p.schedule.iter().find(|w| w.contains(0).is_none()) {
             return bad(format!("policies.schedule: window {}–{} must use HH:MM times", w.from, w.to));
         }

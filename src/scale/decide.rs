@@ -7,8 +7,8 @@ use serde::Deserialize;
 
 use super::damping::{Damper, DampingConfig};
 use super::policy::{
-    ladder_wish, schedule_floor, Band, CostCeiling, LagPolicy, Observation, PredictivePolicy, RatePolicy,
-    ScheduleWindow, Wish,
+    ladder_wish, schedule_floor, Band, CostCeiling, LagPolicy, LatencyPolicy, Observation, PredictivePolicy,
+    RatePolicy, ScheduleWindow, Wish,
 };
 
 /// Which policies run and their bounds.
@@ -19,6 +19,8 @@ pub struct PolicyConfig {
     pub max_replicas: u32,
     pub lag: Option<LagPolicy>,
     pub rate: Option<RatePolicy>,
+    /// A latency SLO: replicas such that a new request waits at most the target.
+    pub latency: Option<LatencyPolicy>,
     pub ladder: Vec<Band>,
     pub predictive: Option<PredictivePolicy>,
     pub schedule: Vec<ScheduleWindow>,
@@ -38,6 +40,7 @@ impl Default for PolicyConfig {
                 headroom: 0.2,
                 target_drain: std::time::Duration::from_secs(60),
             }),
+            latency: None,
             ladder: Vec::new(),
             predictive: None,
             schedule: Vec::new(),
@@ -54,7 +57,7 @@ pub struct Decision {
     pub replicas: u32,
     /// What the policies asked for before damping.
     pub wanted: u32,
-    /// The policy that won (`lag`, `rate`, `ladder`, `predictive`, `schedule`, `override`,
+    /// The policy that won (`lag`, `rate`, `latency`, `ladder`, `predictive`, `schedule`, `override`,
     /// `minimum`).
     pub policy: &'static str,
     /// Human-readable inputs and arithmetic.
@@ -105,6 +108,7 @@ impl Scaler {
         wishes.extend(ladder_wish(&c.ladder, now));
         let history: Vec<(f64, f64)> = self.rates.iter().copied().collect();
         let per_replica = c.rate.as_ref().and_then(|r| r.per_replica_rate).or(self.per_replica);
+        wishes.extend(c.latency.as_ref().and_then(|p| p.wish(now, &history, per_replica)));
         wishes.extend(c.predictive.as_ref().and_then(|p| p.wish(&history, now.at, per_replica, self.startup)));
         wishes.extend(schedule_floor(&c.schedule, seconds_of_day));
         // On a tie the policy listed first wins (`rev`: `max_by_key` keeps the last maximum).
@@ -166,7 +170,9 @@ impl Scaler {
     /// Keeps the ingest-rate history (for the trend) and the measured per-replica rate.
     fn learn(&mut self, now: &Observation) {
         self.rates.push_back((now.at, now.ingest_rate));
-        let keep = self.config.predictive.as_ref().map_or(60.0, |p| p.window.as_secs_f64()).max(1.0);
+        let predictive = self.config.predictive.as_ref().map_or(60.0, |p| p.window.as_secs_f64());
+        let latency = self.config.latency.as_ref().map_or(0.0, |p| p.window.as_secs_f64());
+        let keep = predictive.max(latency).max(1.0);
         while self.rates.front().is_some_and(|(t, _)| *t < now.at - keep) {
             self.rates.pop_front();
         }

@@ -121,6 +121,67 @@ fn default_target_drain() -> Duration {
 }
 
 /// One band of a ladder: at or above `rate` records/s (or `lag` records), at least `replicas`.
+/// Latency SLO: enough replicas that a request arriving now waits at most `target` — the
+/// backlog ahead of it drains within `target − service_time` while the replicas also keep up
+/// with the `percentile` of the recent ingest rates (bursts included, not only the average).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct LatencyPolicy {
+    /// The longest a new request should wait for its result.
+    #[serde(with = "humantime_serde")]
+    pub target: Duration,
+    /// Which recent ingest rate to provision for (0.95: the 95th percentile of the last `window`).
+    #[serde(default = "default_percentile")]
+    pub percentile: f64,
+    /// The ingest history the percentile is taken over.
+    #[serde(default = "default_window", with = "humantime_serde")]
+    pub window: Duration,
+    /// A request's own time in the processor once its turn comes (batching, the model, the
+    /// commit): `tidal_end_to_end_latency_seconds` at low load tells it.
+    #[serde(default, with = "humantime_serde")]
+    pub service_time: Duration,
+}
+
+fn default_percentile() -> f64 {
+    0.95
+}
+
+impl LatencyPolicy {
+    /// `history`: (seconds, ingest rate) of recent observations, oldest first.
+    pub fn wish(&self, now: &Observation, history: &[(f64, f64)], per_replica: Option<f64>) -> Option<Wish> {
+        let per_replica = per_replica.filter(|r| *r > 0.0)?;
+        let since = now.at - self.window.as_secs_f64();
+        let mut recent: Vec<f64> = history.iter().filter(|(t, _)| *t >= since).map(|(_, r)| *r).collect();
+        recent.push(now.ingest_rate);
+        recent.sort_by(f64::total_cmp);
+        let rank = ((recent.len() as f64 * self.percentile.clamp(0.0, 1.0)).ceil() as usize).clamp(1, recent.len());
+        let ingest = recent[rank - 1];
+        let budget = self.target.saturating_sub(self.service_time).as_secs_f64().max(0.1);
+        let needed = ingest + now.total_lag as f64 / budget;
+        let replicas = (needed / per_replica).ceil().clamp(0.0, f64::from(u32::MAX)) as u32;
+        let wait = expected_wait(now.total_lag, now.processing_rate) + self.service_time.as_secs_f64();
+        Some(Wish {
+            policy: "latency",
+            replicas,
+            reason: format!(
+                "expected wait {wait:.1}s (target {:.1}s): p{:.0} ingest {ingest:.1}/s + lag {} within {budget:.1}s =                  {needed:.1}/s at {per_replica:.1}/s per replica → {replicas}",
+                self.target.as_secs_f64(),
+                self.percentile * 100.0,
+                now.total_lag,
+            ),
+        })
+    }
+}
+
+/// How long a request arriving now waits for the backlog ahead of it, at the processing rate.
+pub fn expected_wait(lag: u64, processing_rate: f64) -> f64 {
+    match (lag, processing_rate) {
+        (0, _) => 0.0,
+        (_, rate) if rate > 0.0 => lag as f64 / rate,
+        _ => f64::INFINITY,
+    }
+}
+
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Band {
@@ -316,6 +377,26 @@ mod tests {
             serving: 1,
             replicas: 1,
         }
+    }
+
+    #[test]
+    fn latency_policy_drains_the_backlog_within_the_target_and_covers_bursts() {
+        let p = LatencyPolicy {
+            target: Duration::from_secs(2),
+            percentile: 0.95,
+            window: Duration::from_secs(60),
+            service_time: Duration::from_millis(500),
+        };
+        // 300 records ahead within 1.5 s = 200/s, plus 100/s arriving: 300/s at 100/s each.
+        let now = Observation { at: 100.0, processing_rate: 100.0, ..obs(300, 100.0) };
+        let wish = p.wish(&now, &[], Some(100.0)).unwrap();
+        assert_eq!(wish.replicas, 3, "{}", wish.reason);
+        assert!(wish.reason.contains("expected wait 3.5s"), "{}", wish.reason);
+        // A burst to 400/s within the window counts, one older than the window does not.
+        let history = [(10.0, 900.0), (50.0, 400.0), (95.0, 100.0)];
+        assert_eq!(p.wish(&now, &history, Some(100.0)).unwrap().replicas, 6);
+        assert_eq!(p.wish(&now, &[], None), None, "no per-replica rate yet: no wish");
+        assert_eq!(expected_wait(10, 0.0), f64::INFINITY);
     }
 
     #[test]

@@ -94,6 +94,55 @@ pub fn match_day(base: f64) -> Trace {
     trace
 }
 
+/// The built-in "flash spike": 10 min steady at `base`, 10× at once for 2 min, back to `base`
+/// for 13 min (a push notification, a link on a front page).
+pub fn flash_spike(base: f64) -> Trace {
+    vec![(0.0, base), (600.0, base * 10.0), (720.0, base), (1500.0, base)]
+}
+
+/// The built-in "diurnal day" (24 h, one point a minute): night at 0.2×`base`, a morning ramp,
+/// stores opening at 09:00 (4× within five minutes), a lunch dip 12:00–13:30 (2.5×), the
+/// afternoon at 4×, an evening decline, night again.
+pub fn diurnal(base: f64) -> Trace {
+    let shape = [
+        (0.0, 0.2),
+        (6.0, 0.2),
+        (8.75, 1.0),
+        (9.0, 1.0),
+        (9.0833, 4.0),
+        (12.0, 4.0),
+        (12.25, 2.5),
+        (13.25, 2.5),
+        (13.5, 4.0),
+        (17.0, 4.0),
+        (20.0, 1.0),
+        (22.0, 0.2),
+        (24.0, 0.2),
+    ];
+    (0..=24 * 60)
+        .map(|minute| {
+            let hour = f64::from(minute) / 60.0;
+            let i = shape.iter().rposition(|(h, _)| *h <= hour).unwrap_or(0).min(shape.len() - 2);
+            let ((h0, f0), (h1, f1)) = (shape[i], shape[i + 1]);
+            let factor = f0 + (f1 - f0) * ((hour - h0) / (h1 - h0)).clamp(0.0, 1.0);
+            (f64::from(minute) * 60.0, base * factor)
+        })
+        .collect()
+}
+
+/// The built-in traces by name.
+pub const BUILTIN_TRACES: [&str; 3] = ["match-day", "diurnal", "flash-spike"];
+
+/// A built-in trace at `base` records/s, if `name` is one.
+pub fn builtin_trace(name: &str, base: f64) -> Option<Trace> {
+    match name {
+        "match-day" => Some(match_day(base)),
+        "diurnal" => Some(diurnal(base)),
+        "flash-spike" => Some(flash_spike(base)),
+        _ => None,
+    }
+}
+
 /// The trace's rate at `t` (step-wise).
 fn rate_at(trace: &Trace, t: f64) -> f64 {
     trace.iter().take_while(|(at, _)| *at <= t).last().map_or(0.0, |(_, r)| *r)
@@ -157,6 +206,34 @@ pub fn run(trace: &Trace, policies: &PolicyConfig, model: &ReplicaModel) -> Vec<
     steps
 }
 
+/// What a run cost and how long requests waited, for comparing configurations on one trace.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Comparison {
+    pub replica_seconds: f64,
+    /// Seconds during which a new request's expected wait (lag ÷ serving capacity) exceeded `slo`.
+    pub over_slo_seconds: f64,
+    pub peak_lag: f64,
+    /// Seconds from the first rise of the rate to the first moment the serving capacity covers
+    /// the rate (None: never, or no rise).
+    pub surge_to_enough: Option<f64>,
+}
+
+/// Compares one run against an SLO on the expected wait.
+pub fn compare(steps: &[Step], model: &ReplicaModel, slo: Duration) -> Comparison {
+    let dt = model.interval.as_secs_f64();
+    let capacity = |s: &Step| f64::from(s.active.min(model.partitions)) * model.per_replica_rate;
+    let wait = |s: &Step| if s.lag <= 0.0 { 0.0 } else { s.lag / capacity(s).max(1e-9) };
+    let base = steps.first().map_or(0.0, |s| s.ingest_rate);
+    let rise = steps.iter().find(|s| s.ingest_rate > base * 1.05).map(|s| s.at);
+    Comparison {
+        replica_seconds: steps.iter().map(|s| f64::from(s.active) * dt).sum(),
+        over_slo_seconds: steps.iter().filter(|s| wait(s) > slo.as_secs_f64()).count() as f64 * dt,
+        peak_lag: steps.iter().map(|s| s.lag).fold(0.0, f64::max),
+        surge_to_enough: rise
+            .and_then(|r| steps.iter().find(|s| s.at >= r && capacity(s) >= s.ingest_rate).map(|s| s.at - r)),
+    }
+}
+
 /// Summary figures of a run.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Summary {
@@ -203,34 +280,50 @@ pub fn to_csv(steps: &[Step]) -> String {
 /// Draws rate, lag and replicas over time as three stacked panels into a PNG. Labels need a
 /// TrueType font: `font` or a common system path (DejaVu Sans); without one the chart has no text.
 pub fn write_chart(steps: &[Step], path: &Path, font: Option<&Path>) -> Result<()> {
+    draw_runs(&[("", steps)], path, font)
+}
+
+/// Colours of overlaid runs, in order.
+const RUN_COLOURS: [Rgb<u8>; 4] = [Rgb([214, 39, 40]), Rgb([31, 119, 180]), Rgb([44, 160, 44]), Rgb([148, 103, 189])];
+
+/// Draws several runs of one trace overlaid: the rate once, lag and replicas per run in the run's
+/// colour (a single run also gets its serving replicas in grey).
+pub fn draw_runs(runs: &[(&str, &[Step])], path: &Path, font: Option<&Path>) -> Result<()> {
     let (width, panel, margin) = (1000u32, 200u32, 40u32);
     let height = 3 * panel + 4 * margin;
     let mut img = chart::canvas(width, height);
     let font = chart::load_font(font);
-    let end = steps.last().map_or(1.0, |s| s.at).max(1.0);
-    type Series = (&'static str, Rgb<u8>, fn(&Step) -> f64);
+    let all = || runs.iter().flat_map(|(_, steps)| steps.iter());
+    let end = all().map(|s| s.at).fold(1.0f64, f64::max);
+    type Series = (&'static str, fn(&Step) -> f64);
     let panels: [Series; 3] = [
-        ("ingest rate (records/s)", Rgb([31, 119, 180]), |s| s.ingest_rate),
-        ("lag (records)", Rgb([214, 39, 40]), |s| s.lag),
-        ("replicas (decided; grey: serving)", Rgb([44, 160, 44]), |s| f64::from(s.replicas)),
+        ("ingest rate (records/s)", |s| s.ingest_rate),
+        ("lag (records)", |s| s.lag),
+        ("replicas (decided; grey: serving)", |s| f64::from(s.replicas)),
     ];
-    for (i, (title, colour, value)) in panels.iter().enumerate() {
+    for (i, (title, value)) in panels.iter().enumerate() {
         let top = margin + i as u32 * (panel + margin);
         let (left, right, bottom) = (70.0f32, (width - 20) as f32, (top + panel) as f32);
-        let max = steps.iter().map(value).fold(0.0f64, f64::max).max(1.0) * 1.1;
+        let max = all().map(value).fold(0.0f64, f64::max).max(1.0) * 1.1;
         chart::axes(&mut img, left, top as f32, right, bottom);
         let x = |t: f64| left + (right - left) * (t / end) as f32;
         let y = |v: f64| bottom - (bottom - top as f32) * (v / max) as f32;
-        if i == 2 {
+        let mut line = |steps: &[Step], value: &dyn Fn(&Step) -> f64, colour: Rgb<u8>, thick: bool| {
             for pair in steps.windows(2) {
-                let (a, b) = (f64::from(pair[0].active), f64::from(pair[1].active));
-                draw_line_segment_mut(&mut img, (x(pair[0].at), y(a)), (x(pair[1].at), y(b)), Rgb([150, 150, 150]));
+                let (a, b) = (value(&pair[0]), value(&pair[1]));
+                draw_line_segment_mut(&mut img, (x(pair[0].at), y(a)), (x(pair[1].at), y(b)), colour);
+                if thick {
+                    draw_line_segment_mut(&mut img, (x(pair[0].at), y(a) - 1.0), (x(pair[1].at), y(b) - 1.0), colour);
+                }
             }
+        };
+        let series: &[(&str, &[Step])] = if i == 0 { &runs[..1] } else { runs };
+        if i == 2 && runs.len() == 1 {
+            line(runs[0].1, &|s: &Step| f64::from(s.active), chart::GREY, false);
         }
-        for pair in steps.windows(2) {
-            let (a, b) = (value(&pair[0]), value(&pair[1]));
-            draw_line_segment_mut(&mut img, (x(pair[0].at), y(a)), (x(pair[1].at), y(b)), *colour);
-            draw_line_segment_mut(&mut img, (x(pair[0].at), y(a) - 1.0), (x(pair[1].at), y(b) - 1.0), *colour);
+        for (n, (_, steps)) in series.iter().enumerate() {
+            let colour = if i == 0 { Rgb([31, 119, 180]) } else { RUN_COLOURS[n % RUN_COLOURS.len()] };
+            line(steps, value, colour, true);
         }
         let font = font.as_ref();
         chart::text(&mut img, font, left as i32 + 8, top as i32 - 24, 18.0, chart::BLACK, title);
@@ -239,6 +332,12 @@ pub fn write_chart(steps: &[Step], path: &Path, font: Option<&Path>) -> Result<(
         if i == 2 {
             let label = format!("{end:.0} s");
             chart::text(&mut img, font, right as i32 - 90, bottom as i32 + 6, 14.0, chart::BLACK, &label);
+        }
+        if i == 1 && runs.len() > 1 {
+            for (n, (name, _)) in runs.iter().enumerate() {
+                let colour = RUN_COLOURS[n % RUN_COLOURS.len()];
+                chart::text(&mut img, font, right as i32 - 260, top as i32 + 4 + 18 * n as i32, 16.0, colour, name);
+            }
         }
     }
     chart::save(&img, path)
@@ -292,6 +391,70 @@ mod tests {
         let steps = run(&match_day(80.0), &fixed, &model());
         let summary = summarize(&steps, model().interval);
         assert!(summary.peak_lag > 100_000.0, "{summary:?}");
+    }
+
+    #[test]
+    fn comparison_counts_seconds_over_the_slo_and_the_time_to_enough_capacity() {
+        let step = |at: f64, rate: f64, lag: f64, active: u32| Step {
+            at,
+            ingest_rate: rate,
+            lag,
+            replicas: active,
+            active,
+            policy: "lag",
+        };
+        // 100/s per replica, 5 s steps: waits of 0, 3, 12 and 1 s; capacity covers the rate at 15 s.
+        let steps = [
+            step(0.0, 50.0, 0.0, 1),
+            step(5.0, 300.0, 300.0, 1),
+            step(10.0, 300.0, 1200.0, 1),
+            step(15.0, 300.0, 300.0, 3),
+        ];
+        let c = compare(&steps, &model(), Duration::from_secs(2));
+        assert_eq!(c.over_slo_seconds, 10.0, "two steps over 2 s");
+        assert_eq!(c.surge_to_enough, Some(10.0));
+        assert_eq!((c.replica_seconds, c.peak_lag), (30.0, 1200.0));
+    }
+
+    #[test]
+    fn a_latency_slo_keeps_waits_shorter_than_the_keda_equivalent_on_match_day_for_little_more() {
+        use crate::scale::policy::LatencyPolicy;
+        let model =
+            ReplicaModel { per_replica_rate: 40.0, partitions: 16, startup: Duration::from_secs(30), ..model() };
+        // As deploy/kubernetes/keda/scale.toml configures the KEDA-equivalent scaler.
+        let lag_only = PolicyConfig {
+            max_replicas: 16,
+            lag: Some(LagPolicy { lag_threshold: 200, activation_lag_threshold: 1, allow_idle_consumers: false }),
+            rate: None,
+            damping: DampingConfig { stabilization: Duration::from_secs(300), max_step: 0, ..DampingConfig::default() },
+            ..PolicyConfig::default()
+        };
+        let latency = LatencyPolicy {
+            target: Duration::from_secs(5),
+            percentile: 0.95,
+            window: Duration::from_secs(60),
+            service_time: Duration::ZERO,
+        };
+        let with_slo = PolicyConfig { latency: Some(latency), ..lag_only.clone() };
+        let slo = Duration::from_secs(5);
+        let trace = match_day(60.0);
+        let (a, b) = (
+            compare(&run(&trace, &lag_only, &model), &model, slo),
+            compare(&run(&trace, &with_slo, &model), &model, slo),
+        );
+        assert!(b.over_slo_seconds < a.over_slo_seconds, "lag only {a:?}, with the SLO {b:?}");
+        assert!(b.replica_seconds <= a.replica_seconds * 1.10, "lag only {a:?}, with the SLO {b:?}");
+    }
+
+    #[test]
+    fn built_in_traces_have_their_shapes() {
+        let spike = flash_spike(10.0);
+        assert_eq!((rate_at(&spike, 599.0), rate_at(&spike, 600.0), rate_at(&spike, 720.0)), (10.0, 100.0, 10.0));
+        let day = diurnal(100.0);
+        assert_eq!(day.len(), 24 * 60 + 1);
+        let at = |h: f64| rate_at(&day, h * 3600.0);
+        assert!((at(3.0) - 20.0).abs() < 1e-9 && (at(10.0) - 400.0).abs() < 1e-9 && (at(12.75) - 250.0).abs() < 1e-9);
+        assert!(BUILTIN_TRACES.iter().all(|name| builtin_trace(name, 1.0).is_some()));
     }
 
     #[test]
