@@ -1,7 +1,7 @@
 //! The scaler against a real Kafka broker (scripts/test.sh starts one): a burst of sentiment
 //! requests makes `tidal scale run` start more `tidal serve` processes, the lag drains, every
 //! request is answered exactly once, and the replicas return to the minimum; a stalled group is
-//! reported and not scaled up.
+//! reported and not scaled up; signal rules raise the floor before any lag.
 #![cfg(feature = "broker-tests")]
 
 mod common;
@@ -290,4 +290,81 @@ fn the_observer_reads_committed_offsets_while_transactions_hold_new_ones() {
     assert!(waits.iter().all(|&w| w < 3.0), "an observation waited on open transactions: {waits:?}");
     assert!(progress[0] >= 5 && progress.windows(2).all(|w| w[0] <= w[1]), "committed offsets: {progress:?}");
     assert!(progress.last() > progress.first(), "later commits are seen: {progress:?}");
+}
+
+#[test]
+fn signals_raise_the_floor_before_any_lag_from_an_event_and_from_the_share_of_a_label_in_results() {
+    let fx = Fixture::new("signals", 8, "");
+    let group = format!("tidal-{}", fx.prefix);
+    let events = format!("{}.match.events", fx.prefix);
+    let decisions = format!("{}.decisions", fx.prefix);
+    fx.create_topic(&events, 1);
+    fx.create_topic(&decisions, 1);
+    let _server = fx.spawn("a");
+    // Lag and rate alone never ask for more than one replica here; only the signals do.
+    let policies = format!(
+        r#"[policies]
+min_replicas = 1
+max_replicas = 6
+lag = {{ lag_threshold = 1000000 }}
+[policies.damping]
+stabilization = "1s"
+[actuator]
+kind = "dry-run"
+
+[[signals]]
+topic = "{results}"
+share = {{ field = "result.label", equals = "positive", above = 0.6, window = "1m", min_records = 10 }}
+min_replicas = 3
+hold = "10m"
+
+[[signals]]
+topic = "{events}"
+when = {{ field = "type", equals = "wicket" }}
+min_replicas = 4
+hold = "10m"
+"#,
+        results = fx.results()
+    );
+    let scale_toml =
+        common::scale_toml(&group, &fx.requests(), &format!("decisions_topic = \"{decisions}\""), &policies);
+    let (_scaler, log) = fx.spawn_scaler(&scale_toml);
+    wait_for("the scaler to watch", Duration::from_secs(30), || {
+        std::fs::read_to_string(&log).unwrap_or_default().contains("scaler watching")
+    });
+    let mut decided = Reader::new(&decisions, false);
+    let latest = |reader: &mut Reader| {
+        reader.poll_for(Duration::from_millis(500));
+        reader.records.last().map(|r| (r.json()["policy"].as_str().unwrap_or("").to_string(), r.json()["to"].as_u64()))
+    };
+
+    // Excited commentary through the sentiment model: 12 positive results of 12.
+    let commentary: Vec<(String, String)> = (0..12)
+        .map(|i| (format!("c{i}"), ["What a shot! Brilliant, simply magnificent.", "I loved this movie"][i % 2].into()))
+        .collect();
+    fx.produce_texts(&commentary);
+    let mut results = Reader::new(&fx.results(), true);
+    results.read_until(12, Duration::from_secs(60));
+    assert!(results.records.iter().all(|r| r.json()["result"]["label"] == "positive"), "the commentary is positive");
+    wait_for("the share rule to raise the floor to 3", Duration::from_secs(30), || {
+        latest(&mut decided) == Some(("signal".into(), Some(3)))
+    });
+    let reason = decided.records.last().unwrap().json()["reason"].as_str().unwrap().to_string();
+    assert!(reason.contains("result.label") && reason.contains("12 of the last 12"), "{reason}");
+
+    // The event rule: a wicket on the match feed (4 replicas: 2 of the 8 partitions each).
+    fx.produce_with_headers_to(&events, &[(None, Some(br#"{"type": "wicket", "over": 31}"#.to_vec()), Vec::new())]);
+    let until = Instant::now() + Duration::from_secs(30);
+    while latest(&mut decided) != Some(("signal".into(), Some(4))) {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        assert!(
+            Instant::now() < until,
+            "the event rule did not raise the floor to 4: {:?}\n{text}",
+            latest(&mut decided)
+        );
+    }
+    let reason = decided.records.last().unwrap().json()["reason"].as_str().unwrap().to_string();
+    assert!(reason.contains("type = \"wicket\""), "{reason}");
+    let lag = decided.records.last().unwrap().json()["lag"].as_u64().unwrap();
+    assert!(lag < 100, "raised before any backlog: lag {lag}");
 }

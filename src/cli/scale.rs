@@ -8,6 +8,7 @@ use clap::Subcommand;
 
 use tidal::health::{HealthSlot, Running};
 use tidal::scale::policy::LatencyPolicy;
+use tidal::scale::signals::{FieldEquals, SignalRule};
 use tidal::scale::{manual, simulate as sim, ScaleConfig};
 use tidal::shutdown::Shutdown;
 use tidal::{metrics, tools};
@@ -200,8 +201,25 @@ fn simulate_compare(
         window: std::time::Duration::from_secs(60),
         service_time: std::time::Duration::ZERO,
     });
-    let configurations =
-        [("KEDA-equivalent (lag)", keda), ("tidal", config.policies.clone()), ("tidal + latency SLO", with_slo)];
+    let configurations = [
+        ("KEDA-equivalent (lag)", keda),
+        ("tidal", config.policies.clone()),
+        ("tidal + latency SLO", with_slo.clone()),
+    ];
+    // Signal rules: the configuration's, else one a match-day operator would set from past
+    // matches: a wicket raises the floor to the replicas the 6x peak needs, for 15 minutes.
+    let rules = if config.signals.is_empty() {
+        let peak = (6.0 * base_rate / config.simulation.per_replica_rate).ceil() as u32;
+        vec![SignalRule {
+            topic: "match.events".into(),
+            when: Some(FieldEquals { field: "type".into(), equals: serde_json::json!("wicket") }),
+            share: None,
+            min_replicas: peak.clamp(1, config.policies.max_replicas),
+            hold: std::time::Duration::from_secs(900),
+        }]
+    } else {
+        config.signals.clone()
+    };
     let traces: Vec<String> = if trace == "match-day" {
         sim::BUILTIN_TRACES.iter().map(|t| t.to_string()).collect()
     } else {
@@ -219,8 +237,15 @@ fn simulate_compare(
     );
     for name in &traces {
         let trace = trace_named(name, base_rate)?;
-        let runs: Vec<(&str, Vec<sim::Step>)> =
+        let mut runs: Vec<(&str, Vec<sim::Step>)> =
             configurations.iter().map(|(label, policies)| (*label, sim::run(&trace, policies, &model))).collect();
+        if name == "match-day" {
+            let events = sim::match_day_events();
+            runs.push((
+                "tidal + latency SLO + signals",
+                sim::run_with_signals(&trace, &with_slo, &model, &rules, &events),
+            ));
+        }
         println!("\ntrace {name}:");
         println!("| configuration | replica-seconds | seconds over SLO | peak lag | surge → enough replicas |");
         println!("|---|---:|---:|---:|---:|");

@@ -22,6 +22,8 @@ pub struct ScaleConfig {
     pub actuator: ActuatorConfig,
     /// Where decisions are announced (a webhook, a command).
     pub notify: super::notify::NotifyConfig,
+    /// Rules that raise the replica floor when an event or a share of results announces load.
+    pub signals: Vec<super::signals::SignalRule>,
     pub simulation: SimulationConfig,
 }
 
@@ -114,6 +116,9 @@ impl ScaleConfig {
                     humantime::format_duration(latency.service_time)
                 ));
             }
+        }
+        for rule in &self.signals {
+            rule.check().map_err(Error::Config)?;
         }
         if let Some(w) = p.schedule.iter().find(|w| w.contains(0).is_none()) {
             return bad(format!("policies.schedule: window {}–{} must use HH:MM times", w.from, w.to));

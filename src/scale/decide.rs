@@ -98,6 +98,17 @@ impl Scaler {
 
     /// Decides the replica count for `now`; `override_replicas` wins over every policy.
     pub fn decide(&mut self, now: &Observation, seconds_of_day: u32, override_replicas: Option<u32>) -> Decision {
+        self.decide_with_signal(now, seconds_of_day, override_replicas, None)
+    }
+
+    /// `decide`, with the floor a signal rule holds (`signals`) among the wishes.
+    pub fn decide_with_signal(
+        &mut self,
+        now: &Observation,
+        seconds_of_day: u32,
+        override_replicas: Option<u32>,
+        signal: Option<Wish>,
+    ) -> Decision {
         self.learn(now);
         let stalled =
             self.damper.observe_progress(&self.config.damping, now.total_lag, now.processing_rate, now.consumers);
@@ -111,6 +122,7 @@ impl Scaler {
         wishes.extend(c.latency.as_ref().and_then(|p| p.wish(now, &history, per_replica)));
         wishes.extend(c.predictive.as_ref().and_then(|p| p.wish(&history, now.at, per_replica, self.startup)));
         wishes.extend(schedule_floor(&c.schedule, seconds_of_day));
+        wishes.extend(signal);
         // On a tie the policy listed first wins (`rev`: `max_by_key` keeps the last maximum).
         let best = wishes.into_iter().rev().max_by_key(|w| w.replicas);
         let (policy, wanted, mut reason) = match best {

@@ -12,6 +12,7 @@ pub mod notify;
 pub mod observe;
 pub mod policy;
 pub mod run;
+pub mod signals;
 pub mod simulate;
 
 pub use config::ScaleConfig;

@@ -13,6 +13,7 @@ use super::manual;
 use super::notify;
 use super::observe::{Observer, Snapshot};
 use super::policy::Observation;
+use super::signals::{SignalReader, Signals};
 use super::ScaleConfig;
 use crate::config::KafkaConfig;
 use crate::error::{Error, Result};
@@ -111,6 +112,9 @@ pub async fn run(config: &ScaleConfig, kafka_config: &KafkaConfig, shutdown: &Sh
     let mut replicas = actuator.current().unwrap_or(0);
     // A scale-up under way: (decided at, replicas wanted), until the group has that many members.
     let mut pending_up: Option<(f64, u32)> = None;
+    let mut signals = Signals::new(config.signals.clone());
+    let signal_reader =
+        if config.signals.is_empty() { None } else { Some(SignalReader::new(kafka_config, &signals.topics())?) };
     let mut override_reader = match &watch.override_topic {
         Some(topic) => Some(manual::OverrideReader::new(kafka_config, topic)?),
         None => None,
@@ -160,7 +164,10 @@ pub async fn run(config: &ScaleConfig, kafka_config: &KafkaConfig, shutdown: &Sh
             .as_mut()
             .and_then(manual::OverrideReader::latest)
             .or_else(|| manual::read_file(watch.override_file.as_deref()));
-        let decision = scaler.decide(&observation, seconds_of_day(), forced);
+        if let Some(reader) = &signal_reader {
+            reader.feed(&mut signals, now);
+        }
+        let decision = scaler.decide_with_signal(&observation, seconds_of_day(), forced, signals.floor(now));
         if decision.stalled {
             tracing::error!(lag = observation.total_lag, consumers = observation.consumers, "{}", decision.reason);
         }

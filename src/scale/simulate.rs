@@ -2,10 +2,11 @@
 //! simple replica model, and reports a table and a chart, so that policies can be tuned before
 //! production.
 //!
-//! The model: every `interval`, records arrive at the trace's rate; `min(active, partitions)`
-//! replicas each process up to `per_replica_rate` records/s; a replica added by a decision starts
-//! serving `startup` later; a removed one stops at once. Lag is what arrived and was not yet
-//! processed.
+//! The model: every `interval`, records arrive at the trace's rate, spread evenly over the
+//! partitions; a replica processes up to `per_replica_rate` records/s, and the busiest replica
+//! (the one with the most partitions) sets the pace, so 9 replicas on 16 partitions do what 8
+//! do and replicas beyond the partitions idle; a replica added by a decision starts serving
+//! `startup` later; a removed one stops at once. Lag is what arrived and was not yet processed.
 use std::path::Path;
 use std::time::Duration;
 
@@ -14,6 +15,7 @@ use imageproc::drawing::draw_line_segment_mut;
 
 use super::decide::{PolicyConfig, Scaler};
 use super::policy::Observation;
+use super::signals::{SignalRule, Signals};
 use crate::chart;
 use crate::error::{Error, Result};
 
@@ -27,6 +29,19 @@ pub struct ReplicaModel {
     pub startup: Duration,
     /// Time between decisions.
     pub interval: Duration,
+}
+
+impl ReplicaModel {
+    /// Records per second `active` replicas process when the load is spread evenly over the
+    /// partitions: the busiest replica, with ⌈partitions ÷ active⌉ of them, sets the pace (9
+    /// replicas on 16 partitions do what 8 do), and replicas beyond the partitions idle.
+    pub fn capacity(&self, active: u32) -> f64 {
+        if active == 0 || self.partitions == 0 {
+            return 0.0;
+        }
+        let busiest = self.partitions.div_ceil(active.min(self.partitions));
+        f64::from(self.partitions) / f64::from(busiest) * self.per_replica_rate
+    }
 }
 
 /// One simulated instant.
@@ -148,9 +163,30 @@ fn rate_at(trace: &Trace, t: f64) -> f64 {
     trace.iter().take_while(|(at, _)| *at <= t).last().map_or(0.0, |(_, r)| *r)
 }
 
+/// A signal event of a trace: (seconds, topic, record).
+pub type SignalEvent = (f64, String, serde_json::Value);
+
+/// The match-day trace's signal stream: a wicket announced one minute before the surge.
+pub fn match_day_events() -> Vec<SignalEvent> {
+    vec![(540.0, "match.events".into(), serde_json::json!({"type": "wicket", "over": 31}))]
+}
+
 /// Runs the trace through the policies.
 pub fn run(trace: &Trace, policies: &PolicyConfig, model: &ReplicaModel) -> Vec<Step> {
+    run_with_signals(trace, policies, model, &[], &[])
+}
+
+/// Runs the trace through the policies and the signal rules, fed the trace's signal events.
+pub fn run_with_signals(
+    trace: &Trace,
+    policies: &PolicyConfig,
+    model: &ReplicaModel,
+    rules: &[SignalRule],
+    events: &[SignalEvent],
+) -> Vec<Step> {
     let mut scaler = Scaler::new(policies.clone());
+    let mut signals = Signals::new(rules.to_vec());
+    let mut fed = 0;
     let dt = model.interval.as_secs_f64().max(0.1);
     let end = trace.last().map_or(0.0, |(t, _)| *t);
     let mut replicas = policies.min_replicas.max(1);
@@ -164,7 +200,7 @@ pub fn run(trace: &Trace, policies: &PolicyConfig, model: &ReplicaModel) -> Vec<
         // New replicas whose start-up has elapsed begin serving.
         active += starting.iter().filter(|(ready, _)| *ready <= t).map(|(_, n)| n).sum::<u32>();
         starting.retain(|(ready, _)| *ready > t);
-        let capacity = f64::from(active.min(model.partitions)) * model.per_replica_rate;
+        let capacity = model.capacity(active);
         let arrived = rate * dt;
         let processed = (lag + arrived).min(capacity * dt);
         lag = lag + arrived - processed;
@@ -179,7 +215,11 @@ pub fn run(trace: &Trace, policies: &PolicyConfig, model: &ReplicaModel) -> Vec<
             serving: active,
             replicas,
         };
-        let decision = scaler.decide(&observation, 12 * 3600, None);
+        while fed < events.len() && events[fed].0 <= t {
+            signals.record(&events[fed].1, &events[fed].2, t);
+            fed += 1;
+        }
+        let decision = scaler.decide_with_signal(&observation, 12 * 3600, None, signals.floor(t));
         if decision.replicas > replicas {
             starting.push((t + model.startup.as_secs_f64(), decision.replicas - replicas));
         } else if decision.replicas < replicas {
@@ -221,7 +261,7 @@ pub struct Comparison {
 /// Compares one run against an SLO on the expected wait.
 pub fn compare(steps: &[Step], model: &ReplicaModel, slo: Duration) -> Comparison {
     let dt = model.interval.as_secs_f64();
-    let capacity = |s: &Step| f64::from(s.active.min(model.partitions)) * model.per_replica_rate;
+    let capacity = |s: &Step| model.capacity(s.active);
     let wait = |s: &Step| if s.lag <= 0.0 { 0.0 } else { s.lag / capacity(s).max(1e-9) };
     let base = steps.first().map_or(0.0, |s| s.ingest_rate);
     let rise = steps.iter().find(|s| s.ingest_rate > base * 1.05).map(|s| s.at);
@@ -403,17 +443,20 @@ mod tests {
             active,
             policy: "lag",
         };
-        // 100/s per replica, 5 s steps: waits of 0, 3, 12 and 1 s; capacity covers the rate at 15 s.
+        // 100/s per replica, 8 partitions, 5 s steps: waits of 0, 3, 12 and 0.75 s; capacity covers
+        // the rate at 15 s (4 replicas, 2 partitions each: 400/s).
         let steps = [
             step(0.0, 50.0, 0.0, 1),
             step(5.0, 300.0, 300.0, 1),
             step(10.0, 300.0, 1200.0, 1),
-            step(15.0, 300.0, 300.0, 3),
+            step(15.0, 300.0, 300.0, 4),
         ];
         let c = compare(&steps, &model(), Duration::from_secs(2));
         assert_eq!(c.over_slo_seconds, 10.0, "two steps over 2 s");
         assert_eq!(c.surge_to_enough, Some(10.0));
-        assert_eq!((c.replica_seconds, c.peak_lag), (30.0, 1200.0));
+        assert_eq!((c.replica_seconds, c.peak_lag), (35.0, 1200.0));
+        // 3 replicas on 8 partitions: the busiest has 3, so they pace as 8/3 replicas would.
+        assert!((model().capacity(3) - 800.0 / 3.0).abs() < 1e-9 && model().capacity(20) == 800.0);
     }
 
     #[test]
