@@ -52,6 +52,9 @@ pub struct Snapshot {
     pub consumers: u32,
     /// Replicas (processes) in the group: distinct client ids without their worker index.
     pub replicas: u32,
+    /// Replicas with all their workers in the group (as many members as the fullest replica):
+    /// what `/readyz` calls ready. A replica still joining is not counted.
+    pub ready_replicas: u32,
     /// The group's state (`Stable`, `PreparingRebalance`, `Empty`, ...).
     pub group_state: String,
 }
@@ -166,12 +169,11 @@ impl Observer {
             .consumer
             .fetch_group_list(Some(&self.group), self.timeout)
             .map_err(|e| Error::kafka(format!("describing group {}", self.group), e))?;
-        let (mut consumers, mut replicas, mut group_state) = (0u32, 0u32, "Unknown".to_string());
+        let (mut consumers, mut replicas, mut ready_replicas) = (0u32, 0u32, 0u32);
+        let mut group_state = "Unknown".to_string();
         for group in groups.groups() {
             consumers = group.members().len() as u32;
-            let processes: std::collections::BTreeSet<&str> =
-                group.members().iter().map(|m| replica_of(m.client_id())).collect();
-            replicas = processes.len() as u32;
+            (replicas, ready_replicas) = count_replicas(group.members().iter().map(|m| m.client_id()));
             group_state = group.state().to_string();
             for member in group.members() {
                 for (topic, partition) in member.assignment().map(decode_assignment).unwrap_or_default() {
@@ -181,8 +183,19 @@ impl Observer {
                 }
             }
         }
-        Ok(Snapshot { at, partitions, consumers, replicas, group_state })
+        Ok(Snapshot { at, partitions, consumers, replicas, ready_replicas, group_state })
     }
+}
+
+/// (replicas, ready replicas) among members' client ids: a replica is ready when it has as many
+/// members as the fullest one (every worker of a process joins; one still joining has fewer).
+pub fn count_replicas<'a>(client_ids: impl Iterator<Item = &'a str>) -> (u32, u32) {
+    let mut members: std::collections::BTreeMap<&str, u32> = std::collections::BTreeMap::new();
+    for id in client_ids {
+        *members.entry(replica_of(id)).or_default() += 1;
+    }
+    let fullest = members.values().copied().max().unwrap_or(0);
+    (members.len() as u32, members.values().filter(|&&n| n == fullest).count() as u32)
 }
 
 /// The replica a member belongs to: its client id without the trailing `-<worker>` index
@@ -235,6 +248,7 @@ mod tests {
             partitions: vec![part(0, 100, Some(90)), part(1, 50, None)],
             consumers: 1,
             replicas: 1,
+            ready_replicas: 1,
             group_state: "Stable".into(),
         };
         let after = Snapshot {
@@ -242,6 +256,7 @@ mod tests {
             partitions: vec![part(0, 140, Some(130)), part(1, 70, Some(20))],
             consumers: 1,
             replicas: 1,
+            ready_replicas: 1,
             group_state: "Stable".into(),
         };
         assert_eq!(before.total_lag(), 10 + 50);
@@ -258,6 +273,14 @@ mod tests {
         assert_eq!(replica_of("tidal-tidal-7d9f-abcde-1"), "tidal-tidal-7d9f-abcde");
         assert_eq!(replica_of("kcat"), "kcat", "not a worker: counted whole");
         assert_eq!(replica_of("reader-x"), "reader-x");
+    }
+
+    #[test]
+    fn a_replica_still_joining_is_not_ready() {
+        let ids = ["app-a-0", "app-a-1", "app-b-0", "app-b-1", "app-c-0"];
+        assert_eq!(count_replicas(ids.into_iter()), (3, 2), "c has 1 of its 2 workers in the group");
+        assert_eq!(count_replicas(["app-a-0"].into_iter()), (1, 1));
+        assert_eq!(count_replicas(std::iter::empty()), (0, 0));
     }
 
     #[test]

@@ -152,9 +152,9 @@ pub async fn run(config: &ScaleConfig, kafka_config: &KafkaConfig, shutdown: &Sh
             replicas,
         };
         if let Some((since, target)) = pending_up {
-            // Done when the replicas that can get partitions have all joined (as replicas, not
-            // consumers: a replica with W workers brings W members).
-            if snapshot.replicas >= target.min(observation.useful_replicas().max(1)) {
+            // Done when the replicas that can get partitions are all ready — every worker of
+            // each in the group (a replica with W workers brings W members).
+            if snapshot.ready_replicas >= target.min(observation.useful_replicas().max(1)) {
                 scaler.record_startup(now - since);
                 metrics::gauge!("tidal_scale_startup_seconds").set(now - since);
                 pending_up = None;
@@ -217,6 +217,7 @@ pub async fn run(config: &ScaleConfig, kafka_config: &KafkaConfig, shutdown: &Sh
             tracing::warn!(error = %e, "the actuator could not restore the replica count");
         }
         record_metrics(&observation, &decision);
+        metrics::gauge!("tidal_scale_ready_replicas").set(f64::from(snapshot.ready_replicas));
         if let Some(cost) = &config.policies.cost {
             metrics::gauge!("tidal_scale_cost_per_hour").set(cost.per_hour(replicas));
         }
@@ -357,6 +358,7 @@ mod tests {
             partitions: vec![p(0, 10, Some(5), None), p(1, 0, None, None)],
             consumers: 1,
             replicas: 1,
+            ready_replicas: 1,
             group_state: "Stable".into(),
         };
         let now = Snapshot {
@@ -364,6 +366,7 @@ mod tests {
             partitions: vec![p(0, 30, Some(25), Some("w-0")), p(1, 4, None, None)],
             consumers: 1,
             replicas: 1,
+            ready_replicas: 1,
             group_state: "Stable".into(),
         };
         let table = status_table(&now, Some(&before));
