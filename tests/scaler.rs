@@ -148,6 +148,11 @@ kind = "dry-run"
 "#;
     let scale_toml = common::scale_toml(&group, &fx.requests(), "", policies);
     let (mut scaler, log) = fx.spawn_scaler(&scale_toml);
+    // The load starts once the scaler watches: its first observations see the stall coming (a
+    // scaler that first looks at an already large lag has no evidence of a stall yet).
+    wait_for("the scaler to watch", Duration::from_secs(30), || {
+        std::fs::read_to_string(&log).unwrap_or_default().contains("scaler watching")
+    });
     // Load arrives steadily; nothing is processed. By the end the lag (~3,000) asks for 3 replicas.
     let started = Instant::now();
     let mut n = 0;
@@ -155,9 +160,10 @@ kind = "dry-run"
         let batch: Vec<(String, String)> = (0..100).map(|i| (format!("x{n}-{i}"), "stuck".to_string())).collect();
         fx.produce_texts(&batch);
         n += 1;
-        for _ in 0..5 {
-            stuck.poll(Duration::from_millis(100)); // stays in the group, commits nothing
-        }
+        // Stays in the group, commits nothing; the sleep paces the load at ~200 records/s (a
+        // poll returns at once while records are there).
+        stuck.poll(Duration::ZERO);
+        std::thread::sleep(Duration::from_millis(500));
     }
     let status = terminate(&mut scaler, Duration::from_secs(30));
     let text = std::fs::read_to_string(&log).unwrap();
@@ -367,4 +373,41 @@ hold = "10m"
     assert!(reason.contains("type = \"wicket\""), "{reason}");
     let lag = decided.records.last().unwrap().json()["lag"].as_u64().unwrap();
     assert!(lag < 100, "raised before any backlog: lag {lag}");
+}
+
+/// Seconds from `start` until the group has `count` members.
+fn until_members(observer: &Observer, count: u32, start: Instant) -> f64 {
+    wait_for("the processor to join", Duration::from_secs(120), || members(observer) >= count);
+    start.elapsed().as_secs_f64()
+}
+
+#[test]
+fn a_warm_standby_joins_on_sigusr1_without_loading_its_models() {
+    let fx = Fixture::for_model("standby", "face-match", 2, "");
+    let group = format!("tidal-{}", fx.prefix);
+    let observer = observer_of(&group, &fx);
+    let serve = |instance: &str, standby: bool| {
+        let mut command = common::tidal();
+        command.args(["serve", "--config"]).arg(&fx.config_path).args(["--instance", instance]);
+        if standby {
+            command.arg("--standby");
+        }
+        common::Server(command.env("TIDAL_LOG", "warn").spawn().unwrap())
+    };
+    // Cold: process start, models, join.
+    let started = Instant::now();
+    let mut cold = serve("cold", false);
+    let cold_join = until_members(&observer, 1, started);
+    terminate(&mut cold, Duration::from_secs(30));
+    wait_for("the cold replica to leave", Duration::from_secs(30), || members(&observer) == 0);
+
+    // Warm: started ahead, models loaded, outside the group until SIGUSR1.
+    let warm = serve("warm", true);
+    std::thread::sleep(Duration::from_secs(10));
+    assert_eq!(members(&observer), 0, "a standby stays out of the group");
+    let activated = Instant::now();
+    let status = std::process::Command::new("kill").args(["-USR1", &warm.id().to_string()]).status().unwrap();
+    assert!(status.success());
+    let warm_join = until_members(&observer, 1, activated);
+    eprintln!("scale-up of one face-match replica: cold {cold_join:.1} s (start, models, join), warm standby {warm_join:.1} s (SIGUSR1 to join)");
 }

@@ -51,6 +51,10 @@ pub struct ServeArgs {
     /// `exactly-once` (default) or `at-least-once` (no transactions; a crash can duplicate results).
     #[arg(long, env = "TIDAL_DELIVERY")]
     delivery: Option<Delivery>,
+    /// Warm standby: load the models, then wait for SIGUSR1 before joining the group (the
+    /// scaler's local actuator keeps `standby` of these ready for a scale-up).
+    #[arg(long, env = "TIDAL_STANDBY")]
+    pub standby: bool,
 }
 
 impl ServeArgs {
@@ -100,6 +104,7 @@ async fn wait_for_kafka(config: &ServeConfig, shutdown: &Shutdown) -> anyhow::Re
 }
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
+    let standby = args.standby;
     let config = args.into_config()?;
     worker::check_local(&config)?;
     let health = HealthSlot::default();
@@ -109,7 +114,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     }
     let shutdown = Shutdown::on_signals("the processor")?;
     wait_for_kafka(&config, &shutdown).await?;
-    let processor = tokio::task::block_in_place(|| worker::start(config, shutdown.clone()))?;
+    let activation = if standby { Some(activation_on_sigusr1()?) } else { None };
+    let processor = tokio::task::block_in_place(|| worker::start(config, shutdown.clone(), activation))?;
     health.set(processor.health());
     let mut check = tokio::time::interval(Duration::from_millis(500));
     loop {
@@ -133,4 +139,19 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     stopped?;
     tracing::info!("stopped cleanly");
     Ok(())
+}
+
+/// A warm standby's activation: SIGUSR1 (the local actuator sends it on a scale-up).
+fn activation_on_sigusr1() -> anyhow::Result<Shutdown> {
+    let activation = Shutdown::new();
+    let mut usr1 = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined1())?;
+    let activate = activation.clone();
+    tokio::spawn(async move {
+        if usr1.recv().await.is_some() {
+            tracing::info!("SIGUSR1: leaving standby, joining the group");
+            activate.request();
+        }
+    });
+    tracing::info!("standby: the models load, then the workers wait for SIGUSR1 to join the group");
+    Ok(activation)
 }

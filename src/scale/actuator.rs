@@ -36,6 +36,11 @@ pub enum ActuatorConfig {
         /// so that processes on one host do not fight over a port.
         #[serde(default = "default_metrics_base_port")]
         metrics_base_port: u16,
+        /// Warm standbys: this many more processes run with `--standby` (models loaded, outside
+        /// the group) as the next instances; a scale-up activates them (SIGUSR1) instead of
+        /// starting cold ones, and new standbys are started behind them.
+        #[serde(default)]
+        standby: u32,
     },
     /// A shell command; `{replicas}` is replaced by the count.
     Command { command: String },
@@ -91,6 +96,7 @@ impl Default for ActuatorConfig {
             instance_prefix: default_prefix(),
             binary: None,
             metrics_base_port: default_metrics_base_port(),
+            standby: 0,
         }
     }
 }
@@ -112,7 +118,7 @@ pub trait Actuator {
 /// Builds the configured actuator.
 pub fn build(config: &ActuatorConfig) -> Result<Box<dyn Actuator>> {
     Ok(match config {
-        ActuatorConfig::Local { serve_args, instance_prefix, binary, metrics_base_port } => {
+        ActuatorConfig::Local { serve_args, instance_prefix, binary, metrics_base_port, standby } => {
             let binary = match binary {
                 Some(b) => b.clone(),
                 None => std::env::current_exe().map_err(|e| {
@@ -124,6 +130,7 @@ pub fn build(config: &ActuatorConfig) -> Result<Box<dyn Actuator>> {
                 serve_args: serve_args.clone(),
                 prefix: instance_prefix.clone(),
                 metrics_base_port: *metrics_base_port,
+                standby: *standby,
                 children: Vec::new(),
                 target: 0,
             })
@@ -161,73 +168,104 @@ pub struct LocalProcesses {
     serve_args: Vec<String>,
     prefix: String,
     metrics_base_port: u16,
-    /// (replica index, process), sorted by index.
-    children: Vec<(usize, Child)>,
+    /// Warm standbys kept behind the active replicas.
+    standby: u32,
+    /// Processes, sorted by replica index.
+    children: Vec<Replica>,
     /// The count last asked for.
     target: u32,
+}
+
+/// One local process: replica `index` (instance `<prefix>-<index>`), active or a warm standby.
+struct Replica {
+    index: usize,
+    child: Child,
+    active: bool,
 }
 
 impl LocalProcesses {
     fn reap(&mut self) {
         // A child that exited on its own (crash, bad config) is forgotten so that it is restarted
         // under the same instance name (its transactional ids fence whatever it left open).
-        self.children.retain_mut(|(index, child)| match child.try_wait() {
+        self.children.retain_mut(|replica| match replica.child.try_wait() {
             Ok(Some(status)) => {
-                tracing::warn!(instance = %format!("{}-{index}", self.prefix), %status, "processor exited; it will be restarted");
+                tracing::warn!(instance = %format!("{}-{}", self.prefix, replica.index), %status, "processor exited; it will be restarted");
                 false
             }
             _ => true,
         });
     }
 
-    fn spawn(&self, index: usize) -> Result<Child> {
+    fn spawn(&self, index: usize, active: bool) -> Result<Replica> {
         let instance = format!("{}-{index}", self.prefix);
         let metrics = match self.metrics_base_port {
             0 => String::new(),
             base => format!("127.0.0.1:{}", u32::from(base) + index as u32),
         };
-        let child = Command::new(&self.binary)
-            .arg("serve")
-            .args(&self.serve_args)
-            .args(["--instance", &instance, "--metrics-listen", &metrics])
+        let mut command = Command::new(&self.binary);
+        command.arg("serve").args(&self.serve_args).args(["--instance", &instance, "--metrics-listen", &metrics]);
+        if !active {
+            command.arg("--standby");
+        }
+        let child = command
             .stdin(Stdio::null())
             .spawn()
             .map_err(|e| Error::Actuator(format!("cannot start {} serve: {e}", self.binary.display())))?;
-        tracing::info!(%instance, pid = child.id(), "started a processor");
-        Ok(child)
+        let what = if active { "started a processor" } else { "started a warm standby" };
+        tracing::info!(%instance, pid = child.id(), "{what}");
+        Ok(Replica { index, child, active })
     }
 }
 
 impl Actuator for LocalProcesses {
-    /// Replicas are instances `<prefix>-0` .. `<prefix>-(n-1)`: missing ones are started, higher
-    /// ones stopped (newest first), so instance names stay stable and unique.
+    /// Replicas are instances `<prefix>-0` .. `<prefix>-(n-1)`: missing ones are started (or a
+    /// standby of that index activated), higher ones stopped (newest first), so instance names
+    /// stay stable and unique; standbys run as the next `standby` instances.
     fn set(&mut self, replicas: u32) -> Result<()> {
         self.reap();
         self.target = replicas;
         let wanted = replicas as usize;
-        self.children.sort_by_key(|(index, _)| *index);
-        while self.children.last().is_some_and(|(index, _)| *index >= wanted) {
-            if let Some((index, mut child)) = self.children.pop() {
-                stop_gracefully(&mut child, Duration::from_secs(40));
-                tracing::info!(instance = %format!("{}-{index}", self.prefix), "stopped a processor");
+        let behind = wanted + self.standby as usize;
+        self.children.sort_by_key(|r| r.index);
+        // Active replicas above the count can not go back to standby: stop them, and surplus
+        // standbys, newest first.
+        let mut kept = Vec::new();
+        while let Some(mut replica) = self.children.pop() {
+            if (replica.active && replica.index >= wanted) || replica.index >= behind {
+                stop_gracefully(&mut replica.child, Duration::from_secs(40));
+                tracing::info!(instance = %format!("{}-{}", self.prefix, replica.index), "stopped a processor");
+            } else {
+                kept.push(replica);
             }
         }
-        for index in 0..wanted {
-            if !self.children.iter().any(|(i, _)| *i == index) {
-                let child = self.spawn(index)?;
-                self.children.push((index, child));
+        self.children = kept;
+        for index in 0..behind {
+            let active = index < wanted;
+            match self.children.iter_mut().find(|r| r.index == index) {
+                Some(replica) if active && !replica.active => {
+                    let _ = Command::new("kill").args(["-USR1", &replica.child.id().to_string()]).status();
+                    replica.active = true;
+                    tracing::info!(instance = %format!("{}-{index}", self.prefix), "activated a warm standby");
+                }
+                Some(_) => {}
+                None => {
+                    let replica = self.spawn(index, active)?;
+                    self.children.push(replica);
+                }
             }
         }
-        self.children.sort_by_key(|(index, _)| *index);
+        self.children.sort_by_key(|r| r.index);
         Ok(())
     }
 
     fn current(&self) -> Option<u32> {
-        Some(self.children.len() as u32)
+        Some(self.children.iter().filter(|r| r.active).count() as u32)
     }
 
     fn shutdown(&mut self) {
+        let standby = std::mem::take(&mut self.standby);
         let _ = self.set(0);
+        self.standby = standby;
     }
 
     fn reconcile(&mut self) -> Result<()> {
@@ -405,26 +443,76 @@ mod tests {
             serve_args: vec![],
             prefix: "t".into(),
             metrics_base_port: 0,
+            standby: 0,
             children: Vec::new(),
             target: 0,
         };
         a.set(2).unwrap();
         assert_eq!(a.current(), Some(2));
         // The highest instance dies: reconcile restarts it under its own name.
-        let _ = a.children[1].1.kill();
-        let _ = a.children[1].1.wait();
+        let _ = a.children[1].child.kill();
+        let _ = a.children[1].child.wait();
         a.reconcile().unwrap();
-        assert_eq!(a.children.iter().map(|(i, _)| *i).collect::<Vec<_>>(), vec![0, 1]);
+        assert_eq!(a.children.iter().map(|r| r.index).collect::<Vec<_>>(), vec![0, 1]);
         a.set(1).unwrap();
         assert_eq!(a.current(), Some(1));
         // A process that dies is restarted by the next reconcile.
-        let _ = a.children[0].1.kill();
-        let _ = a.children[0].1.wait();
+        let _ = a.children[0].child.kill();
+        let _ = a.children[0].child.wait();
         a.reconcile().unwrap();
         assert_eq!(a.current(), Some(1));
-        assert_eq!(a.children[0].0, 0, "the replacement keeps instance 0");
-        assert!(a.children[0].1.try_wait().unwrap().is_none(), "a live replacement");
+        assert_eq!(a.children[0].index, 0, "the replacement keeps instance 0");
+        assert!(a.children[0].child.try_wait().unwrap().is_none(), "a live replacement");
         a.shutdown();
         assert_eq!(a.current(), Some(0));
+    }
+
+    #[test]
+    fn warm_standbys_run_behind_the_replicas_and_are_activated_on_a_scale_up() {
+        use std::os::unix::fs::PermissionsExt;
+        // A stand-in that records its arguments and a SIGUSR1, per instance.
+        let dir = tempfile::tempdir().unwrap();
+        let fake = dir.path().join("fake-tidal");
+        let script = format!(
+            "#!/bin/bash\ninstance=$(echo \"$@\" | sed 's/.*--instance \\([^ ]*\\).*/\\1/')\n\
+             echo \"$@\" > {dir}/args-$instance\ntrap 'echo up >> {dir}/activated-$instance' USR1\n\
+             while true; do sleep 0.1; done\n",
+            dir = dir.path().display()
+        );
+        std::fs::write(&fake, script).unwrap();
+        std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let mut a = LocalProcesses {
+            binary: fake,
+            serve_args: vec![],
+            prefix: "t".into(),
+            metrics_base_port: 0,
+            standby: 1,
+            children: Vec::new(),
+            target: 0,
+        };
+        let file = |name: &str| std::fs::read_to_string(dir.path().join(name)).unwrap_or_default();
+        let wait_for = |name: &str| {
+            let until = Instant::now() + Duration::from_secs(5);
+            while file(name).is_empty() && Instant::now() < until {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            file(name)
+        };
+        a.set(1).unwrap();
+        assert_eq!(a.current(), Some(1), "standbys are not replicas");
+        assert!(!wait_for("args-t-0").contains("--standby") && wait_for("args-t-1").contains("--standby"));
+        let standby_pid = a.children[1].child.id();
+        a.set(2).unwrap();
+        assert_eq!(a.current(), Some(2));
+        assert_eq!(a.children[1].child.id(), standby_pid, "the standby became replica 1, not a new process");
+        assert_eq!(wait_for("activated-t-1").trim(), "up", "activated with SIGUSR1");
+        assert!(wait_for("args-t-2").contains("--standby"), "a new standby behind it");
+        a.set(1).unwrap();
+        assert_eq!(a.current(), Some(1));
+        assert_ne!(a.children[1].child.id(), standby_pid, "an active replica does not go back to standby");
+        assert!(!a.children[1].active);
+        assert_eq!(a.children.len(), 2);
+        a.shutdown();
+        assert_eq!(a.children.len(), 0, "standbys stop too");
     }
 }

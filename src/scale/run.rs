@@ -169,7 +169,13 @@ pub async fn run(config: &ScaleConfig, kafka_config: &KafkaConfig, shutdown: &Sh
         }
         let decision = scaler.decide_with_signal(&observation, seconds_of_day(), forced, signals.floor(now));
         if decision.stalled {
-            tracing::error!(lag = observation.total_lag, consumers = observation.consumers, "{}", decision.reason);
+            tracing::error!(
+                lag = observation.total_lag,
+                consumers = observation.consumers,
+                "the group is stalled: lag grows and nothing is committed (a wedged processor, or one that cannot \
+                 commit); more replicas would not help. Decision: {}",
+                decision.reason
+            );
         }
         if decision.replicas > observation.useful_replicas() && watch.max_partitions > partitions {
             // One partition per consumer the decided replicas will run.

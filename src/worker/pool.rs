@@ -47,7 +47,10 @@ pub fn check_local(config: &ServeConfig) -> Result<Vec<Manifest>> {
 /// Starts the processor and returns once every worker has loaded its models. The workers stop
 /// when `shutdown` is requested (by a signal, by [`Processor::stop`], or by a worker that found
 /// a twin process).
-pub fn start(config: ServeConfig, shutdown: Shutdown) -> Result<Processor> {
+///
+/// With `activation`, the workers load their models and then wait for it before they connect:
+/// a warm standby that joins the group in the time a join takes, not a model load.
+pub fn start(config: ServeConfig, shutdown: Shutdown, activation: Option<Shutdown>) -> Result<Processor> {
     let manifests = check_local(&config)?;
 
     let assignment = config.worker_assignment()?;
@@ -71,6 +74,7 @@ pub fn start(config: ServeConfig, shutdown: Shutdown) -> Result<Processor> {
             heartbeat: Arc::clone(&heartbeats[index]),
         };
         let ready = ready_tx.clone();
+        let activation = activation.clone();
         let thread = thread::Builder::new()
             .name(format!("tidal-worker-{index}"))
             .spawn(move || {
@@ -82,6 +86,9 @@ pub fn start(config: ServeConfig, shutdown: Shutdown) -> Result<Processor> {
                 match run::load_models(&spec) {
                     Ok(slots) => {
                         let _ = ready.send((index, Ok(())));
+                        if let Some(activation) = &activation {
+                            while !activation.is_requested() && !spec.shutdown.sleep(Duration::from_millis(20)) {}
+                        }
                         run::run_worker(&spec, slots);
                     }
                     Err(e) => {
