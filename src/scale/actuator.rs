@@ -430,23 +430,28 @@ mod tests {
         assert!(build(&wrong).is_err());
     }
 
-    #[test]
-    fn the_local_actuator_starts_and_stops_processes() {
+    /// A local actuator whose "tidal" is `script` (written into `dir`), instances `t-<i>`.
+    fn local_processes(dir: &std::path::Path, script: &str, standby: u32) -> LocalProcesses {
         use std::os::unix::fs::PermissionsExt;
-        // A stand-in for `tidal serve`: what matters here is the process bookkeeping.
-        let dir = tempfile::tempdir().unwrap();
-        let fake = dir.path().join("fake-tidal");
-        std::fs::write(&fake, "#!/bin/sh\nexec sleep 30\n").unwrap();
+        let fake = dir.join("fake-tidal");
+        std::fs::write(&fake, script).unwrap();
         std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
-        let mut a = LocalProcesses {
+        LocalProcesses {
             binary: fake,
             serve_args: vec![],
             prefix: "t".into(),
             metrics_base_port: 0,
-            standby: 0,
+            standby,
             children: Vec::new(),
             target: 0,
-        };
+        }
+    }
+
+    #[test]
+    fn the_local_actuator_starts_and_stops_processes() {
+        // A stand-in for `tidal serve`: what matters here is the process bookkeeping.
+        let dir = tempfile::tempdir().unwrap();
+        let mut a = local_processes(dir.path(), "#!/bin/sh\nexec sleep 30\n", 0);
         a.set(2).unwrap();
         assert_eq!(a.current(), Some(2));
         // The highest instance dies: reconcile restarts it under its own name.
@@ -469,27 +474,15 @@ mod tests {
 
     #[test]
     fn warm_standbys_run_behind_the_replicas_and_are_activated_on_a_scale_up() {
-        use std::os::unix::fs::PermissionsExt;
         // A stand-in that records its arguments and a SIGUSR1, per instance.
         let dir = tempfile::tempdir().unwrap();
-        let fake = dir.path().join("fake-tidal");
         let script = format!(
             "#!/bin/bash\ninstance=$(echo \"$@\" | sed 's/.*--instance \\([^ ]*\\).*/\\1/')\n\
              echo \"$@\" > {dir}/args-$instance\ntrap 'echo up >> {dir}/activated-$instance' USR1\n\
              while true; do sleep 0.1; done\n",
             dir = dir.path().display()
         );
-        std::fs::write(&fake, script).unwrap();
-        std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
-        let mut a = LocalProcesses {
-            binary: fake,
-            serve_args: vec![],
-            prefix: "t".into(),
-            metrics_base_port: 0,
-            standby: 1,
-            children: Vec::new(),
-            target: 0,
-        };
+        let mut a = local_processes(dir.path(), &script, 1);
         let file = |name: &str| std::fs::read_to_string(dir.path().join(name)).unwrap_or_default();
         let wait_for = |name: &str| {
             let until = Instant::now() + Duration::from_secs(5);

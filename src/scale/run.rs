@@ -68,21 +68,29 @@ pub(super) fn require_topic<C: rdkafka::client::ClientContext>(
     key: &str,
     shipped: &str,
 ) -> Result<Vec<i32>> {
-    let metadata = client
-        .fetch_metadata(Some(topic), Duration::from_secs(10))
-        .map_err(|e| Error::kafka(format!("looking up {topic}"), e))?;
-    let partitions: Vec<i32> = metadata
-        .topics()
-        .iter()
-        .filter(|t| t.error().is_none())
-        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
-        .collect();
+    let partitions = topic_partitions(client, topic)?;
     if partitions.is_empty() {
         return Err(Error::Config(format!(
             "watch.{key} {topic} does not exist: create it (tidal topics apply creates {shipped}) or unset {key}"
         )));
     }
     Ok(partitions)
+}
+
+/// The partitions of `topic` (none when it does not exist).
+pub(super) fn topic_partitions<C: rdkafka::client::ClientContext>(
+    client: &rdkafka::client::Client<C>,
+    topic: &str,
+) -> Result<Vec<i32>> {
+    let metadata = client
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .map_err(|e| Error::kafka(format!("looking up {topic}"), e))?;
+    Ok(metadata
+        .topics()
+        .iter()
+        .filter(|t| t.error().is_none())
+        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+        .collect())
 }
 
 fn seconds_of_day() -> u32 {

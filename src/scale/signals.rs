@@ -188,15 +188,7 @@ impl SignalReader {
         let mut assignment = TopicPartitionList::new();
         let mut assigned = HashSet::new();
         for topic in topics {
-            let metadata = consumer
-                .fetch_metadata(Some(topic), Duration::from_secs(10))
-                .map_err(|e| Error::kafka(format!("looking up the signal topic {topic}"), e))?;
-            let partitions: Vec<i32> = metadata
-                .topics()
-                .iter()
-                .filter(|t| t.error().is_none())
-                .flat_map(|t| t.partitions().iter().map(|p| p.id()))
-                .collect();
+            let partitions = super::run::topic_partitions(consumer.client(), topic)?;
             if partitions.is_empty() {
                 return Err(Error::Config(format!(
                     "signals: topic {topic} does not exist: create it, or remove the rule that reads it"
