@@ -106,7 +106,7 @@ fn caller<'g>(
     now: Instant,
 ) -> Result<Option<&'g Tenant>, Box<(&'g str, Ended)>> {
     let settings = &gateway.settings;
-    if !settings.models.contains(&model.to_string()) {
+    if !settings.models.iter().any(|m| m == model) {
         let reason = format!("unknown model '{model}': this gateway serves {:?}", settings.models);
         return Err(Box::new((ANONYMOUS, ("unknown_model", error(StatusCode::NOT_FOUND, None, &reason)))));
     }

@@ -222,12 +222,17 @@ fn batch_loop(
     let mut outage = Outage::default();
     let priority_topics = slots.iter().filter_map(|s| s.priority_topic.clone());
     let mut lanes = Lanes::new(priority_topics, config.priority.normal_batch_every);
+    let mut priority_first_shown: Option<bool> = None; // the gauge is set when it changes
     let mut aborts: u32 = 0;
     while !spec.shutdown.is_requested() {
         spec.heartbeat.progressed();
         spec.heartbeat.set_joined(clients.consumer.context().rebalance_count() > 0);
         lanes.apply(&clients.consumer).map_err(Lost::Consumer)?;
-        metrics::worker_priority_first(spec.index, lanes.mode() != Mode::Both);
+        let priority_first = lanes.mode() != Mode::Both;
+        if priority_first_shown != Some(priority_first) {
+            metrics::worker_priority_first(spec.index, priority_first);
+            priority_first_shown = Some(priority_first);
+        }
         let mut batch =
             batch::collect(&clients.consumer, &config.batch, &mut outage, spec.index).map_err(Lost::Consumer)?;
         if batch.is_empty() {
