@@ -8,6 +8,7 @@ bash "$REPO_ROOT/scripts/setup-checks.sh"
 start_local_kafka "${TIDAL_TEST_PORT:-19092}"
 export TIDAL_TEST_BROKERS="$LOCAL_KAFKA"
 export TIDAL_BENCH_PYTHON="$TIDAL_VENV/bin/python"
+export TIDAL_BENCH_KSTREAMS="$REPO_ROOT/benches/baselines/kstreams"
 export TIDAL_HADOLINT="$TIDAL_VENV/bin/hadolint" TIDAL_DEPLOY_CHECK="$TIDAL_HOME/bin/deploy-check"
 cd "$REPO_ROOT"
 # --features broker-tests: the tests that need the broker, the models and the check tools are

@@ -38,7 +38,11 @@ fn shipped_manifests_parse() {
         }
     }
     names.sort();
-    assert_eq!(names, ["face-match", "ocr", "sentiment"], "the three shipped models, each named as its file");
+    assert_eq!(
+        names,
+        ["echo", "face-match", "ocr", "sentiment"],
+        "the three shipped models and echo, each named as its file"
+    );
 }
 
 fn serve_error(args: &[&str]) -> String {

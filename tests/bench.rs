@@ -1,7 +1,8 @@
 //! `tidal bench` end to end on short phases against the real broker: every target answers every
 //! request, tidal exactly once, and the report, ratios and chart are written. (The figures
 //! themselves are the benchmark's business, not this test's.) The Python baselines run when
-//! TIDAL_BENCH_PYTHON names an interpreter with their packages (scripts/test.sh sets it).
+//! TIDAL_BENCH_PYTHON names an interpreter with their packages, the Kafka Streams one when
+//! TIDAL_BENCH_KSTREAMS names its built project (scripts/test.sh sets both).
 #![cfg(feature = "broker-tests")]
 
 mod common;
@@ -21,6 +22,7 @@ fn bench_measures_every_target_and_writes_its_report() {
     if let Some(python) = &python {
         command.args(["--python", python]);
     }
+    let kstreams = kstreams_project(&mut command);
     let output = command.output().expect("run tidal bench");
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "tidal bench failed:\n{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
@@ -35,8 +37,13 @@ fn bench_measures_every_target_and_writes_its_report() {
     if python.is_some() {
         runs.extend([&report["python_stream"], &report["rest_capacity"], &report["tidal_at_rest_overload"]]);
         assert!(report["rest_overload"]["requests"].as_u64().unwrap() > 0);
-        assert_eq!(json["ratios"].as_array().unwrap().len(), 4);
     }
+    if kstreams {
+        runs.extend([&report["kstreams"], &report["kstreams_compared"], &report["tidal_at_kstreams_load"]]);
+        runs.extend(report["kstreams_latency"].as_array().unwrap());
+    }
+    let ratios = json["ratios"].as_array().unwrap().len();
+    assert_eq!(ratios, 2 + if python.is_some() { 2 } else { 0 } + if kstreams { 2 } else { 0 });
     for run in runs {
         let name = run["name"].as_str().unwrap();
         assert!(run["requests"].as_u64().unwrap() > 0, "{name}: no requests");
@@ -50,4 +57,46 @@ fn bench_measures_every_target_and_writes_its_report() {
     }
     let png = std::fs::read(out.path().join("bench.png")).unwrap();
     assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+}
+
+/// Adds `--kstreams` when TIDAL_BENCH_KSTREAMS names the built baseline; whether it did.
+fn kstreams_project(command: &mut std::process::Command) -> bool {
+    let project = std::env::var("TIDAL_BENCH_KSTREAMS").ok();
+    if let Some(project) = &project {
+        command.args(["--kstreams", project]);
+    }
+    project.is_some()
+}
+
+#[test]
+fn bench_echo_measures_the_pipeline_alone_against_kafka_streams() {
+    let out = tempfile::tempdir().unwrap();
+    let mut command = tidal();
+    command
+        .args(["bench", "--brokers", &brokers(), "--model", "echo", "--duration", "2s", "--loads", "50"])
+        .args(["--max-backlog", "20000", "--skip-at-least-once"])
+        .arg("--out")
+        .arg(out.path())
+        .env("TIDAL_LOG", "warn");
+    let kstreams = kstreams_project(&mut command);
+    let output = command.output().expect("run tidal bench");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "tidal bench failed:\n{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.path().join("report.json")).unwrap()).unwrap();
+    let report = &json["report"];
+    assert!(report["limit"].is_null(), "echo has no model to run alone");
+    let mut runs = vec![&report["exactly_once"]];
+    runs.extend(report["latency"].as_array().unwrap());
+    if kstreams {
+        runs.extend([&report["kstreams"], &report["kstreams_compared"], &report["tidal_at_kstreams_load"]]);
+        assert!(stdout.contains("tidal / Kafka Streams (capacity)"), "no ratio against Kafka Streams:\n{stdout}");
+    }
+    for run in runs {
+        let name = run["name"].as_str().unwrap();
+        assert_eq!(run["results"], run["requests"], "{name}: not every request was answered");
+        assert_eq!(run["duplicates"], 0, "{name}: duplicates");
+    }
+    assert_eq!(report["exactly_once"]["requests"], 20000);
 }

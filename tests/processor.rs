@@ -210,3 +210,68 @@ fn readyz_waits_for_the_group_and_livez_catches_a_wedged_worker() {
     assert_eq!(common::http_get(port, "/livez").map(|r| r.0), Some(200), "live again after the slow batch");
     println!("/readyz 200 after {ready_after:?}; /livez 503 {after:?} into a 15 s stall (bound 6.1 s)");
 }
+
+/// Commit markers in the result topic: per partition, the offsets the committed results skip
+/// (each transaction leaves one marker in every partition it wrote; aborted records are skipped too).
+fn skipped_offsets(reader: &Reader) -> i64 {
+    let mut by_partition: HashMap<i32, (i64, i64)> = HashMap::new();
+    for record in &reader.records {
+        let entry = by_partition.entry(record.partition).or_insert((0, -1));
+        *entry = (entry.0 + 1, entry.1.max(record.offset));
+    }
+    by_partition.values().map(|(count, last)| last + 1 - count).sum()
+}
+
+#[test]
+fn a_light_model_commits_many_batches_per_transaction_and_survives_a_kill_inside_one() {
+    // echo answers in microseconds: with batches of 8, one transaction per batch would mean 250
+    // transactions for 2,000 requests; the commit cadence lets one transaction take batches for
+    // up to 500 ms. The pause before each commit lets a kill land inside an open transaction.
+    let fx = Fixture::for_model(
+        "cadence",
+        "echo",
+        2,
+        "[batch]\nmax_batch = 8\n[commit]\ninterval = \"500ms\"\n[faults]\ndelay_before_commit = \"300ms\"\n",
+    );
+    let first = requests(2000);
+    fx.produce_texts(&first);
+    let mut committed = Reader::new(&fx.results(), true);
+    let mut server = fx.spawn("c");
+    committed.read_until(first.len(), Duration::from_secs(120));
+    committed.poll_for(Duration::from_secs(1));
+    assert_exactly_once(&committed, &first);
+    let batches = first.len() as i64 / 8;
+    let markers = skipped_offsets(&committed);
+    assert!(markers * 5 < batches, "{markers} commit markers for {batches} batches: transactions did not span batches");
+
+    // More requests; kill the processor while one of its transactions is open.
+    let second: Vec<(String, String)> = (2000..6000).map(|i| (format!("r{i}"), format!("text {i} é"))).collect();
+    let mut uncommitted = Reader::new(&fx.results(), false);
+    uncommitted.poll_for(Duration::from_secs(1));
+    let seen_before = uncommitted.records.len();
+    fx.produce_texts(&second);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut killed = false;
+    while !killed && Instant::now() < deadline {
+        committed.poll_for(Duration::from_millis(20));
+        uncommitted.poll_for(Duration::from_millis(20));
+        if uncommitted.records.len() - seen_before > committed.records.len() - first.len() {
+            server.kill().expect("SIGKILL");
+            let _ = server.wait();
+            killed = true;
+        }
+    }
+    assert!(killed, "could not catch an open transaction");
+    let mut server = fx.spawn("c");
+    let all: Vec<(String, String)> = first.iter().chain(&second).cloned().collect();
+    committed.read_until(all.len(), Duration::from_secs(120));
+    committed.poll_for(Duration::from_secs(2));
+    terminate(&mut server, Duration::from_secs(40));
+    assert_exactly_once(&committed, &all);
+    let text_of: HashMap<&str, &str> = all.iter().map(|(id, t)| (id.as_str(), t.as_str())).collect();
+    for record in &committed.records {
+        let v = record.json();
+        let text = text_of[v["id"].as_str().unwrap()];
+        assert_eq!(v["result"]["length"], text.chars().count(), "echo of {text:?}");
+    }
+}

@@ -12,17 +12,17 @@ use crate::config::ServeConfig;
 use crate::error::{Error, Result};
 use crate::models::{self, Manifest};
 
-/// Runs the sentiment model over batches of `batch` requests for `duration`, on core `core` when
+/// Runs the model over batches of `batch` requests for `duration`, on core `core` when
 /// given (on its own thread, like a worker).
 pub fn measure(
     config: &ServeConfig,
+    manifest: &Manifest,
     batch: usize,
     duration: Duration,
     core: Option<core_affinity::CoreId>,
     progress: &ProgressBar,
 ) -> Result<RunResult> {
     models::init_onnxruntime(&config.onnxruntime_library())?;
-    let manifest = Manifest::find("sentiment", config.manifest_dir.as_deref())?;
     let model_dir = config.model_dir();
     let progress = progress.clone();
     std::thread::scope(|scope| {
@@ -31,7 +31,7 @@ pub fn measure(
                 if let Some(core) = core {
                     core_affinity::set_for_current(core);
                 }
-                let mut model = models::load(&manifest, &model_dir)?;
+                let mut model = models::load(manifest, &model_dir)?;
                 let mut seq = 0u64;
                 let mut next_batch = || {
                     let inputs: Vec<Input> =

@@ -2,9 +2,10 @@
 //! - the **limit**: the model alone in a tight loop (what no pipeline can beat);
 //! - **tidal** end to end through the broker, exactly-once and at-least-once: capacity (a
 //!   backlog drained as fast as possible) and latency at fixed open-loop loads;
-//! - the **baselines** a team would run instead, with the same model file: a Python stream
-//!   consumer (confluent-kafka + onnxruntime, one message at a time) and a Python REST endpoint
-//!   (Flask behind gunicorn) driven by clients with timeouts and retries;
+//! - the **baselines** a team would run instead, with the same model file: Kafka Streams with the
+//!   model in-process (exactly-once v2, ONNX Runtime's Java API), a Python stream consumer
+//!   (confluent-kafka + onnxruntime, one message at a time) and a Python REST endpoint (Flask
+//!   behind gunicorn) driven by clients with timeouts and retries;
 //!
 //! then prints every run and the ratios tidal is held to, and writes `report.json` and
 //! `bench.png`. Each target runs as its own process; tidal's workers pin themselves as in
@@ -12,6 +13,7 @@
 
 mod corpus;
 mod kafka_load;
+mod kstreams;
 mod limit;
 mod measure;
 mod processes;
@@ -25,6 +27,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::config::{Delivery, KafkaConfig, ServeConfig};
 use crate::error::{Error, Result};
+use crate::models::{Manifest, ModelKind};
 use kafka_load::{RequestProducer, ResultReader};
 pub use measure::{Percentiles, RunResult};
 pub use report::Report;
@@ -40,12 +43,31 @@ pub struct BenchConfig {
     /// Kafka bootstrap servers (host:port[,host:port]).
     #[arg(long, env = "TIDAL_BROKERS", default_value = "127.0.0.1:9092")]
     pub brokers: String,
+    /// The model measured: `sentiment`, or `echo` (no inference: what the pipeline itself costs).
+    /// The Python baselines serve sentiment only.
+    #[arg(long, default_value = "sentiment")]
+    pub model: String,
+    /// The Kafka Streams baseline's Maven project, built (`mvn package`; scripts/bench.sh does
+    /// it). Without it that baseline is skipped.
+    #[arg(long)]
+    pub kstreams: Option<PathBuf>,
+    /// Java for the Kafka Streams baseline.
+    #[arg(long, default_value = "java")]
+    pub java: PathBuf,
+    /// Most requests in one capacity backlog (echo: the backlog; a light model's limit would ask
+    /// for millions).
+    #[arg(long, default_value_t = 1_000_000)]
+    pub max_backlog: u64,
     /// Length of each timed phase; capacity backlogs hold about this much work.
     #[arg(long, default_value = "15s", value_parser = humantime::parse_duration)]
     pub duration: Duration,
     /// Most requests per batch (the limit runs at this batch size too).
     #[arg(long, default_value_t = 32)]
     pub max_batch: usize,
+    /// tidal's `commit.interval`: how long one transaction keeps taking batches while full ones
+    /// are ready (`0s`: one transaction per batch).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub commit_interval: Option<Duration>,
     /// tidal worker threads (default: CPUs − 1).
     #[arg(long, default_value_t = 0)]
     pub workers: usize,
@@ -99,7 +121,19 @@ impl BenchConfig {
         if self.loads.iter().any(|l| !(1.0..=300.0).contains(l)) {
             return Err(Error::Config("--loads are percentages of capacity between 1 and 300, e.g. 50,80,100".into()));
         }
+        let manifest = self.manifest()?;
+        if !matches!(manifest.kind, ModelKind::TextClassification(_) | ModelKind::Echo(_)) {
+            return Err(Error::Config(format!(
+                "--model {}: tidal bench measures text models (sentiment, echo); image models have \
+                 `cargo bench --bench image_models`",
+                self.model
+            )));
+        }
         Ok(())
+    }
+
+    fn manifest(&self) -> Result<Manifest> {
+        Manifest::find(&self.model, self.serve().manifest_dir.as_deref())
     }
 
     /// The processor's settings: the defaults, with the model folder given.
@@ -136,27 +170,49 @@ pub fn run(config: &BenchConfig) -> Result<Report> {
     let worker_core = (!config.no_pin && !cores.is_empty()).then(|| cores[1 % cores.len()]);
     let mut report = Report::default();
 
-    let progress = timed_bar(config.duration, format!("limit: model alone, batch {}", config.max_batch));
-    let limit = limit::measure(&config.serve(), config.max_batch, config.duration, worker_core, &progress)?;
-    progress.finish();
-    let short = config.duration / 3;
-    let progress = timed_bar(short, "limit: model alone, batch 1".into());
-    report.limit_batch1 = Some(limit::measure(&config.serve(), 1, short, worker_core, &progress)?);
-    progress.finish();
-    let backlog = ((limit.throughput * config.duration.as_secs_f64()) as u64).max(200);
-    report.limit = Some(limit);
+    let manifest = config.manifest()?;
+    let backlog = if let ModelKind::Echo(_) = manifest.kind {
+        // Nothing to run alone: the limit is the pipeline's, which is what is measured.
+        config.max_backlog.max(200)
+    } else {
+        let progress = timed_bar(config.duration, format!("limit: model alone, batch {}", config.max_batch));
+        let serve = config.serve();
+        let limit = limit::measure(&serve, &manifest, config.max_batch, config.duration, worker_core, &progress)?;
+        progress.finish();
+        let short = config.duration / 3;
+        let progress = timed_bar(short, "limit: model alone, batch 1".into());
+        report.limit_batch1 = Some(limit::measure(&serve, &manifest, 1, short, worker_core, &progress)?);
+        progress.finish();
+        let backlog = (limit.throughput * config.duration.as_secs_f64()) as u64;
+        report.limit = Some(limit);
+        backlog.clamp(200, config.max_backlog.max(200))
+    };
 
-    if let Some(python) = &config.python {
-        rest_phase(config, python, &mut report)?;
-        python_stream_phase(config, &kafka, python, nonce, &mut report)?;
+    match &config.python {
+        Some(python) if config.model == "sentiment" => {
+            rest_phase(config, python, &mut report)?;
+            python_stream_phase(config, &kafka, python, nonce, &mut report)?;
+        }
+        Some(_) => tracing::info!(model = %config.model, "the Python baselines serve sentiment only; skipped"),
+        None => {}
     }
-    let rest_overload_rate = report.rest_overload.as_ref().and_then(|r| r.offered);
+    if let Some(project) = &config.kstreams {
+        kstreams::phase(config, &kafka, project, &manifest, backlog, nonce, &mut report)?;
+    }
+    // tidal also takes the loads the baselines were offered, for latency at the same load.
+    let mut extra: Vec<(String, f64)> = Vec::new();
+    if let Some(rate) = report.rest_overload.as_ref().and_then(|r| r.offered) {
+        extra.push((format!("{REST_OVERLOAD_RUN} ({rate:.0}/s)"), rate));
+    }
+    if let Some(rate) = report.kstreams_compared.as_ref().and_then(|r| r.offered) {
+        extra.push((format!("{KSTREAMS_LOAD_RUN} ({rate:.0}/s)"), rate));
+    }
     for delivery in [Delivery::ExactlyOnce, Delivery::AtLeastOnce] {
         if delivery == Delivery::AtLeastOnce && config.skip_at_least_once {
             continue;
         }
-        let extra = if delivery == Delivery::ExactlyOnce { rest_overload_rate } else { None };
-        tidal_phase(config, &kafka, delivery, backlog, extra, nonce, &mut report)?;
+        let extra = if delivery == Delivery::ExactlyOnce { std::mem::take(&mut extra) } else { Vec::new() };
+        tidal_phase(config, &kafka, delivery, backlog, &extra, nonce, &mut report)?;
     }
 
     if let Some(length) = config.steady {
@@ -236,54 +292,110 @@ fn python_stream_phase(
 /// A long backlog drained by tidal exactly-once: is throughput steady minute after minute?
 fn steady_phase(config: &BenchConfig, kafka: &KafkaConfig, n: u64, nonce: u64) -> Result<RunResult> {
     let prefix = format!("bench-{nonce}-steady");
-    let (mut drained, _running) = drain_backlog(config, kafka, &prefix, Delivery::ExactlyOnce, n, "steady")?;
+    let topics = BenchTopics::new(&prefix, &config.model);
+    let (mut drained, _running) =
+        drain_backlog(kafka, &topics, n, "steady", || start_tidal(config, &prefix, Delivery::ExactlyOnce))?;
     drained.name = "tidal exactly-once (steady backlog)".into();
     Ok(drained)
 }
 
-/// tidal serving one benchmark's topics, with the producer and reader aimed at them.
-struct TidalUnderLoad {
-    producer: RequestProducer,
-    reader: ResultReader,
-    tidal: processes::ChildGuard,
-    log: PathBuf,
+/// The name of tidal's run at the load that overloads REST.
+const REST_OVERLOAD_RUN: &str = "tidal exactly-once at the REST overload";
+/// The name of tidal's run at the load Kafka Streams' latency is compared at.
+const KSTREAMS_LOAD_RUN: &str = "tidal exactly-once at Kafka Streams' load";
+
+/// One benchmark target's topics: `<prefix>.requests.<model>` → `<prefix>.results.<model>`.
+struct BenchTopics {
+    requests: String,
+    results: String,
+    dead_letter: String,
 }
 
-/// Creates `<prefix>` topics, produces a backlog of `n` requests, starts tidal and measures how
-/// fast it drains them. tidal keeps running for more load.
-fn drain_backlog(
-    config: &BenchConfig,
-    kafka: &KafkaConfig,
-    prefix: &str,
-    delivery: Delivery,
-    n: u64,
-    label: &str,
-) -> Result<(RunResult, TidalUnderLoad)> {
-    let (requests, results, dlq) =
-        (format!("{prefix}.requests.sentiment"), format!("{prefix}.results.sentiment"), format!("{prefix}.dlq"));
-    kafka_load::create_topics(kafka, &[&requests, &results, &dlq], PARTITIONS)?;
-    let producer = RequestProducer::new(kafka, &requests)?;
-    let progress = bar(n, format!("{label}: producing the backlog"));
-    producer.backlog(0..n, &progress)?;
-    progress.finish();
-    let mut reader = ResultReader::start(kafka, &results, PARTITIONS, &format!("{prefix}-reader"))?;
-    let target = processes::TidalTarget {
+impl BenchTopics {
+    fn new(prefix: &str, model: &str) -> Self {
+        BenchTopics {
+            requests: format!("{prefix}.requests.{model}"),
+            results: format!("{prefix}.results.{model}"),
+            dead_letter: format!("{prefix}.dlq"),
+        }
+    }
+}
+
+fn start_tidal(config: &BenchConfig, prefix: &str, delivery: Delivery) -> Result<(processes::ChildGuard, PathBuf)> {
+    processes::start_tidal(&processes::TidalTarget {
         brokers: &config.brokers,
         prefix,
+        model: &config.model,
         delivery,
         workers: config.workers,
         pin: !config.no_pin,
         max_batch: config.max_batch,
+        commit_interval: config.commit_interval.unwrap_or(ServeConfig::default().commit.interval),
         out: &config.out,
-    };
-    let (mut tidal, log) = processes::start_tidal(&target)?;
+    })
+}
+
+/// A target serving one benchmark's topics, with the producer and reader aimed at them.
+struct UnderLoad {
+    producer: RequestProducer,
+    reader: ResultReader,
+    target: processes::ChildGuard,
+    log: PathBuf,
+}
+
+impl UnderLoad {
+    /// Offers each `(name, rate)` in turn for `config.duration` (open loop, requests numbered
+    /// from `next` on) and measures latency to the answers.
+    fn open_loop_runs(
+        &mut self,
+        config: &BenchConfig,
+        loads: &[(String, f64)],
+        next: &mut u64,
+    ) -> Result<Vec<RunResult>> {
+        let mut runs = Vec::new();
+        for (name, rate) in loads {
+            let n = ((rate * config.duration.as_secs_f64()) as u64).max(1);
+            let progress = timed_bar(config.duration, format!("{name}: open loop {rate:.0}/s"));
+            progress.set_length(n);
+            let scheduled = self.producer.open_loop(*next..*next + n, *rate, &progress)?;
+            progress.finish();
+            let progress = bar(n, format!("{name}: waiting for the answers"));
+            let deadline = Instant::now() + config.duration.max(Duration::from_secs(30));
+            let arrivals = self.reader.gather(*next..*next + n, deadline, &progress);
+            progress.finish();
+            runs.push(arrivals.open_loop_result(name, *next, &scheduled, *rate));
+            *next += n;
+        }
+        Ok(runs)
+    }
+}
+
+/// Creates the topics, produces a backlog of `n` requests, starts the target and measures how
+/// fast it drains them. The target keeps running for more load.
+fn drain_backlog(
+    kafka: &KafkaConfig,
+    topics: &BenchTopics,
+    n: u64,
+    label: &str,
+    start: impl FnOnce() -> Result<(processes::ChildGuard, PathBuf)>,
+) -> Result<(RunResult, UnderLoad)> {
+    kafka_load::create_topics(kafka, &[&topics.requests, &topics.results, &topics.dead_letter], PARTITIONS)?;
+    let producer = RequestProducer::new(kafka, &topics.requests)?;
+    let progress = bar(n, format!("{label}: producing the backlog"));
+    producer.backlog(0..n, &progress)?;
+    progress.finish();
+    let mut reader = ResultReader::start(kafka, &topics.results, PARTITIONS, &format!("{}-reader", topics.results))?;
+    let (mut target, log) = start()?;
     let progress = bar(n, format!("{label}: draining the backlog"));
     let deadline = Instant::now() + Duration::from_secs_f64(n as f64 / 5.0 + 60.0);
     let arrivals = reader.gather(0..n, deadline, &progress);
     progress.finish();
-    tidal.check_running(&log)?;
+    target.check_running(&log)?;
     let drained = arrivals.backlog_result(&format!("{label} (capacity)"), n);
-    Ok((drained, TidalUnderLoad { producer, reader, tidal, log }))
+    if drained.results < n {
+        return Err(Error::Bench(format!("{label} answered {} of {n}; see {}", drained.results, log.display())));
+    }
+    Ok((drained, UnderLoad { producer, reader, target, log }))
 }
 
 fn tidal_phase(
@@ -291,7 +403,7 @@ fn tidal_phase(
     kafka: &KafkaConfig,
     delivery: Delivery,
     backlog: u64,
-    extra_rate: Option<f64>,
+    extra: &[(String, f64)],
     nonce: u64,
     report: &mut Report,
 ) -> Result<()> {
@@ -300,40 +412,27 @@ fn tidal_phase(
         Delivery::AtLeastOnce => "at-least-once",
     };
     let prefix = format!("bench-{nonce}-{mode}");
+    let topics = BenchTopics::new(&prefix, &config.model);
     let label = format!("tidal {mode}");
-    let (capacity, running) = drain_backlog(config, kafka, &prefix, delivery, backlog, &label)?;
-    let TidalUnderLoad { producer, mut reader, mut tidal, log } = running;
-    if capacity.results < backlog {
-        return Err(Error::Bench(format!("tidal answered {} of {backlog}; see {}", capacity.results, log.display())));
-    }
-    let mut next = backlog;
+    let (capacity, mut running) =
+        drain_backlog(kafka, &topics, backlog, &label, || start_tidal(config, &prefix, delivery))?;
     let mut loads: Vec<(String, f64)> = config
         .loads
         .iter()
         .map(|percent| (format!("tidal {mode} {percent:.0}%"), percent / 100.0 * capacity.throughput))
         .collect();
-    if let Some(rate) = extra_rate {
-        loads.push((format!("tidal {mode} at the REST overload ({rate:.0}/s)"), rate));
-    }
-    for (index, (name, rate)) in loads.iter().enumerate() {
-        let n = ((rate * config.duration.as_secs_f64()) as u64).max(1);
-        let progress = timed_bar(config.duration, format!("{name}: open loop {rate:.0}/s"));
-        progress.set_length(n);
-        let scheduled = producer.open_loop(next..next + n, *rate, &progress)?;
-        progress.finish();
-        let progress = bar(n, format!("{name}: waiting for the answers"));
-        let deadline = Instant::now() + config.duration.max(Duration::from_secs(30));
-        let arrivals = reader.gather(next..next + n, deadline, &progress);
-        progress.finish();
-        let run = arrivals.open_loop_result(name, next, &scheduled, *rate);
-        next += n;
-        if extra_rate.is_some() && index == loads.len() - 1 {
+    loads.extend_from_slice(extra);
+    let mut next = backlog;
+    for run in running.open_loop_runs(config, &loads, &mut next)? {
+        if run.name.starts_with(REST_OVERLOAD_RUN) {
             report.tidal_at_rest_overload = Some(run);
+        } else if run.name.starts_with(KSTREAMS_LOAD_RUN) {
+            report.tidal_at_kstreams_load = Some(run);
         } else {
             report.latency.push(run);
         }
     }
-    tidal.check_running(&log)?;
+    running.target.check_running(&running.log)?;
     match delivery {
         Delivery::ExactlyOnce => report.exactly_once = Some(capacity),
         Delivery::AtLeastOnce => report.at_least_once = Some(capacity),

@@ -1,5 +1,5 @@
-//! The targets as child processes: `tidal serve` (this very binary), the Python stream consumer
-//! and the Python REST server. Each is stopped (SIGTERM, then SIGKILL) when its guard drops.
+//! The targets as child processes: `tidal serve` (this very binary), the Kafka Streams
+//! application, the Python stream consumer and the Python REST server. Each is stopped (SIGTERM, then SIGKILL) when its guard drops.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -57,15 +57,17 @@ impl Drop for ChildGuard {
 pub struct TidalTarget<'a> {
     pub brokers: &'a str,
     pub prefix: &'a str,
+    pub model: &'a str,
     pub delivery: Delivery,
     pub workers: usize,
     pub pin: bool,
     pub max_batch: usize,
+    pub commit_interval: Duration,
     pub out: &'a Path,
 }
 
-/// Starts `tidal serve` for the sentiment model with topics `<prefix>.requests.sentiment` →
-/// `<prefix>.results.sentiment`.
+/// Starts `tidal serve` for one model with topics `<prefix>.requests.<model>` →
+/// `<prefix>.results.<model>`.
 pub fn start_tidal(target: &TidalTarget<'_>) -> Result<(ChildGuard, PathBuf)> {
     let exe = std::env::current_exe().map_err(|e| Error::Bench(format!("cannot find the tidal executable: {e}")))?;
     let config = target.out.join(format!("{}.toml", target.prefix));
@@ -73,18 +75,62 @@ pub fn start_tidal(target: &TidalTarget<'_>) -> Result<(ChildGuard, PathBuf)> {
         Delivery::ExactlyOnce => "exactly-once",
         Delivery::AtLeastOnce => "at-least-once",
     };
-    let prefix = target.prefix;
+    let (prefix, model) = (target.prefix, target.model);
     let text = format!(
-        "app = \"{prefix}\"\nmodels = [\"sentiment\"]\nworkers = {}\npin_workers = {}\ndelivery = \"{delivery}\"\n\
-         [batch]\nmax_batch = {}\n[metrics]\nlisten = \"\"\n[topics]\nrequest_prefix = \"{prefix}.requests.\"\n\
+        "app = \"{prefix}\"\nmodels = [\"{model}\"]\nworkers = {}\npin_workers = {}\ndelivery = \"{delivery}\"\n\
+         [batch]\nmax_batch = {}\n[commit]\ninterval = \"{}\"\n[metrics]\nlisten = \"\"\n[topics]\nrequest_prefix = \"{prefix}.requests.\"\n\
          result_prefix = \"{prefix}.results.\"\ndead_letter = \"{prefix}.dlq\"\n",
-        target.workers, target.pin, target.max_batch
+        target.workers,
+        target.pin,
+        target.max_batch,
+        humantime::format_duration(target.commit_interval)
     );
     std::fs::write(&config, text).map_err(|e| Error::Io { path: config.clone(), source: e })?;
     let log = target.out.join(format!("{prefix}.log"));
     let mut command = Command::new(exe);
     command.args(["serve", "--config"]).arg(&config).args(["--brokers", target.brokers]);
     Ok((ChildGuard::spawn(command, "tidal serve", &log)?, log))
+}
+
+/// How to start the Kafka Streams baseline for one run.
+pub struct KstreamsTarget<'a> {
+    pub java: &'a Path,
+    /// The built Maven project (its `target/` holds the jar and `lib/`).
+    pub project: &'a Path,
+    pub brokers: &'a str,
+    pub topics: (&'a str, &'a str),
+    pub application_id: &'a str,
+    pub threads: usize,
+    /// `--model ...` and the model's own arguments.
+    pub model_args: Vec<String>,
+    pub out: &'a Path,
+}
+
+/// Starts the Kafka Streams application (`tidal.baseline.InferenceStream`).
+pub fn start_kstreams(target: &KstreamsTarget<'_>) -> Result<(ChildGuard, PathBuf)> {
+    let built = target.project.join("target");
+    let jar = built.join("kstreams-inference-1.0.jar");
+    if !jar.is_file() {
+        return Err(Error::Bench(format!(
+            "the Kafka Streams baseline is not built ({} is missing): run `mvn -q package` in {} \
+             (scripts/bench.sh does)",
+            jar.display(),
+            target.project.display()
+        )));
+    }
+    let log = target.out.join(format!("{}.log", target.application_id));
+    let state = target.out.join(format!("{}-state", target.application_id));
+    let mut command = Command::new(target.java);
+    command
+        .arg("-cp")
+        .arg(format!("{}:{}/lib/*", jar.display(), built.display()))
+        .arg("tidal.baseline.InferenceStream")
+        .args(["--brokers", target.brokers, "--requests", target.topics.0, "--results", target.topics.1])
+        .args(["--application-id", target.application_id, "--threads", &target.threads.to_string()])
+        .arg("--state-dir")
+        .arg(&state)
+        .args(&target.model_args);
+    Ok((ChildGuard::spawn(command, "the Kafka Streams baseline", &log)?, log))
 }
 
 /// Starts the Python stream consumer baseline.

@@ -22,6 +22,16 @@ pub struct Report {
     pub rest_capacity: Option<RunResult>,
     pub rest_overload: Option<RunResult>,
     pub python_stream: Option<RunResult>,
+    /// Kafka Streams with the model in-process, one stream thread: capacity.
+    pub kstreams: Option<RunResult>,
+    /// ...with as many stream threads as tidal has workers (when more than one).
+    pub kstreams_threads: Option<RunResult>,
+    /// Kafka Streams open loop at fractions of its capacity.
+    pub kstreams_latency: Vec<RunResult>,
+    /// Kafka Streams at the load its latency is compared with tidal's.
+    pub kstreams_compared: Option<RunResult>,
+    /// tidal (exactly-once) offered `kstreams_compared`'s load.
+    pub tidal_at_kstreams_load: Option<RunResult>,
     pub exactly_once: Option<RunResult>,
     pub at_least_once: Option<RunResult>,
     /// Open-loop runs at fractions of capacity, both delivery modes.
@@ -59,9 +69,13 @@ impl Report {
     fn runs(&self) -> Vec<&RunResult> {
         [&self.limit, &self.limit_batch1, &self.rest_capacity, &self.rest_overload, &self.python_stream]
             .into_iter()
+            .chain([&self.kstreams, &self.kstreams_threads])
             .chain([&self.exactly_once, &self.at_least_once])
             .flatten()
+            .chain(self.kstreams_latency.iter())
             .chain(self.latency.iter())
+            .chain(self.kstreams_compared.iter())
+            .chain(self.tidal_at_kstreams_load.iter())
             .chain(self.tidal_at_rest_overload.iter())
             .chain(self.steady.iter())
             .collect()
@@ -80,6 +94,14 @@ impl Report {
         add("exactly-once / at-least-once", rate(&self.exactly_once), rate(&self.at_least_once), 0.95);
         add("tidal / Python stream consumer", rate(&self.exactly_once), rate(&self.python_stream), 1.4);
         add("tidal / REST at 1.5x its capacity", rate(&self.tidal_at_rest_overload), rate(&self.rest_overload), 2.0);
+        add("tidal / Kafka Streams (capacity)", rate(&self.exactly_once), rate(&self.kstreams), 1.2);
+        let p99 = |r: &Option<RunResult>| r.as_ref().and_then(|r| r.latency_ms).map(|l| l.p99).filter(|p| *p > 0.0);
+        add(
+            "Kafka Streams p99 / tidal p99 at one load",
+            p99(&self.kstreams_compared),
+            p99(&self.tidal_at_kstreams_load),
+            1.0,
+        );
         ratios
     }
 
@@ -145,6 +167,7 @@ impl Report {
             &self.exactly_once,
             &self.at_least_once,
             &self.python_stream,
+            &self.kstreams,
             &self.rest_overload,
             &self.tidal_at_rest_overload,
             &self.steady,
@@ -153,7 +176,8 @@ impl Report {
         .flatten()
         .collect();
         draw_throughput(&mut img, &series, (70, 50, width - 260, 380), font);
-        let open: Vec<&RunResult> = self.latency.iter().chain(&self.rest_overload).collect();
+        let open: Vec<&RunResult> =
+            self.latency.iter().chain(&self.kstreams_latency).chain(&self.rest_overload).collect();
         draw_latency(&mut img, &open, (70, 500, width - 40, 820), font);
         chart::save(&img, &dir.join("bench.png"))
     }

@@ -13,6 +13,7 @@ const BUILT_IN: &[(&str, &str)] = &[
     ("sentiment", include_str!("../../models/sentiment.toml")),
     ("face-match", include_str!("../../models/face-match.toml")),
     ("ocr", include_str!("../../models/ocr.toml")),
+    ("echo", include_str!("../../models/echo.toml")),
 ];
 
 /// A model manifest: common fields, then exactly one table named after the model kind
@@ -46,6 +47,7 @@ struct ManifestFile {
     #[serde(rename = "face-match")]
     face_match: Option<FaceMatchSpec>,
     ocr: Option<OcrSpec>,
+    echo: Option<EchoSpec>,
 }
 
 /// Model kinds, each with its own settings.
@@ -58,7 +60,14 @@ pub enum ModelKind {
     FaceMatch(FaceMatchSpec),
     /// PP-OCR: DB text detector, optional 180° classifier, CTC recogniser.
     Ocr(OcrSpec),
+    /// No model: the text's length (measures the pipeline's own cost).
+    Echo(EchoSpec),
 }
+
+/// Settings of the echo model: none.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EchoSpec {}
 
 /// Settings of a face matcher.
 #[derive(Debug, Clone, Deserialize)]
@@ -263,10 +272,11 @@ impl Manifest {
         kinds.extend(file.text_classification.map(ModelKind::TextClassification));
         kinds.extend(file.face_match.map(ModelKind::FaceMatch));
         kinds.extend(file.ocr.map(ModelKind::Ocr));
+        kinds.extend(file.echo.map(ModelKind::Echo));
         if kinds.len() != 1 {
             return Err(Error::Config(format!(
                 "model manifest {origin}: needs exactly one model kind table, one of [text-classification], \
-                 [face-match], [ocr] (found {})",
+                 [face-match], [ocr], [echo] (found {})",
                 kinds.len()
             )));
         }
@@ -315,6 +325,7 @@ impl Manifest {
             ModelKind::TextClassification(_) => "text-classification",
             ModelKind::FaceMatch(_) => "face-match",
             ModelKind::Ocr(_) => "ocr",
+            ModelKind::Echo(_) => "echo",
         }
     }
 
@@ -328,6 +339,7 @@ impl Manifest {
                 files.extend(spec.classifier.as_deref());
                 files
             }
+            ModelKind::Echo(_) => Vec::new(),
         }
     }
 
@@ -386,6 +398,7 @@ impl Manifest {
                     )));
                 }
             }
+            ModelKind::Echo(_) => {}
         }
         Ok(())
     }

@@ -1,13 +1,14 @@
 //! Models: one trait ("a batch of decoded requests in, a batch of results out"), one
 //! implementation per model kind, configured by a manifest (files, tensor names, labels, limits).
 
+mod echo;
 pub mod face_match;
 mod manifest;
 pub mod ocr;
 mod runtime;
 mod text_classification;
 
-pub use manifest::{FaceMatchSpec, LimitType, Manifest, ModelKind, OcrSpec, TextClassificationSpec};
+pub use manifest::{EchoSpec, FaceMatchSpec, LimitType, Manifest, ModelKind, OcrSpec, TextClassificationSpec};
 pub use runtime::{check_signature, init_onnxruntime, new_image_session, new_session, run_f32};
 pub use text_classification::{length_groups, TextClassifier};
 
@@ -38,5 +39,6 @@ pub fn load(manifest: &Manifest, model_dir: &std::path::Path) -> Result<Box<dyn 
         ModelKind::TextClassification(spec) => Ok(Box::new(TextClassifier::load(manifest, spec, model_dir)?)),
         ModelKind::FaceMatch(spec) => Ok(Box::new(face_match::FaceMatcher::load(manifest, spec, model_dir)?)),
         ModelKind::Ocr(spec) => Ok(Box::new(ocr::OcrPipeline::load(manifest, spec, model_dir)?)),
+        ModelKind::Echo(_) => Ok(Box::new(echo::Echo::load(manifest))),
     }
 }

@@ -157,10 +157,11 @@ mod tests {
         let empty = tempfile::tempdir().unwrap();
         let models = list(None, empty.path()).unwrap();
         let names: Vec<&str> = models.iter().map(|m| m.name.as_str()).collect();
-        assert_eq!(names, ["sentiment", "face-match", "ocr"]);
+        assert_eq!(names, ["sentiment", "face-match", "ocr", "echo"]);
         let sentiment = &models[0];
         assert_eq!(sentiment.kind, "text-classification");
         assert_eq!(sentiment.missing.len(), 2, "model.onnx and tokenizer.json are absent from an empty folder");
+        assert!(models[3].missing.is_empty(), "echo needs no files");
     }
 
     #[test]

@@ -3,9 +3,10 @@
 //!
 //! Exactly-once rests on four rules kept by this module:
 //! 1. a worker polls only between transactions, so rebalance callbacks never interrupt one;
-//! 2. results, dead letters and the batch's next offsets commit in one transaction;
-//! 3. an aborted transaction rewinds the consumer to the batch's first offsets and redoes it;
-//! 4. a half-collected batch is dropped and rewound when a rebalance moves partitions.
+//! 2. results, dead letters and the next offsets of the transaction's batches commit in one
+//!    transaction (one batch, or several while a light model keeps up: `gather`);
+//! 3. an aborted transaction rewinds the consumer to its first offsets and redoes it;
+//! 4. a half-gathered transaction is dropped and rewound when a rebalance moves partitions.
 //!
 //! Priority lanes (`lanes`) only pause and resume partitions between batches, after a commit;
 //! they never move an offset.
@@ -13,6 +14,7 @@
 mod batch;
 mod clients;
 mod commit;
+mod gather;
 mod lanes;
 mod outage;
 mod pool;

@@ -35,6 +35,11 @@ pub struct Refusals {
 }
 
 impl Refusals {
+    /// Whether some request must still run alone to find out whether the broker refuses it.
+    pub fn has_suspects(&self) -> bool {
+        !self.suspects.is_empty()
+    }
+
     /// How many records of a fresh batch to keep so that a suspect runs alone: `None` keeps the
     /// whole batch; the caller rewinds the rest.
     pub fn cut(&self, batch: &[OwnedMessage]) -> Option<usize> {

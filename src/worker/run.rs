@@ -11,9 +11,10 @@ use rdkafka::message::{Message, OwnedMessage};
 use super::batch;
 use super::clients::Clients;
 use super::commit::{Commit, Lost};
+use super::gather::{Gatherer, Work};
 use super::lanes::{Lanes, Mode};
 use super::outage::Outage;
-use super::process::{process_batch, ModelSlot, Rules};
+use super::process::{ModelSlot, Rules};
 use super::refusals::Refusals;
 use super::rewind;
 use super::watchdog::Heartbeat;
@@ -224,6 +225,7 @@ fn batch_loop(
     let mut lanes = Lanes::new(priority_topics, config.priority.normal_batch_every);
     let mut priority_first_shown: Option<bool> = None; // the gauge is set when it changes
     let mut aborts: u32 = 0;
+    let mut gatherer = Gatherer { spec, clients, rules: &rules, outage: &mut outage, batches };
     while !spec.shutdown.is_requested() {
         spec.heartbeat.progressed();
         spec.heartbeat.set_joined(clients.consumer.context().rebalance_count() > 0);
@@ -233,29 +235,17 @@ fn batch_loop(
             metrics::worker_priority_first(spec.index, priority_first);
             priority_first_shown = Some(priority_first);
         }
-        let mut batch =
-            batch::collect(&clients.consumer, &config.batch, &mut outage, spec.index).map_err(Lost::Consumer)?;
-        if batch.is_empty() {
+        // Lanes count batches and a suspect runs alone: both want one batch per transaction.
+        let extend = !priority_first && !refusals.has_suspects();
+        let Work { requests, mut records, last_full } = gatherer.gather(slots, &refusals, extend)?;
+        if requests.is_empty() {
             lanes.idle();
             continue;
         }
-        if let Some(keep) = refusals.cut(&batch) {
-            rewind::to_first_offsets(&clients.consumer, &batch[keep..]).map_err(Lost::Consumer)?;
-            batch.truncate(keep);
-        }
-        count_inputs(&batch, slots);
-        *batches += 1;
-        if let Some(delay) = config.faults.slow_model {
-            if config.faults.slow_batches == 0 || *batches <= config.faults.slow_batches {
-                std::thread::sleep(delay); // fault injection: a model slower than max.poll.interval
-            }
-        }
-        let mut records = process_batch(&batch, slots, &rules);
-        refusals.reroute(&batch, &mut records, slots, &rules);
         for record in &mut records {
             record.headers.push((HEADER_PROCESSOR, clients.transactional_id.clone()));
         }
-        let offsets = batch::next_offsets(&batch).map_err(Lost::Consumer)?;
+        let offsets = batch::next_offsets(&requests).map_err(Lost::Consumer)?;
         let commit = clients.committer.commit(clients, &records, &offsets)?;
         drop(records);
         match commit {
@@ -263,34 +253,23 @@ fn batch_loop(
                 aborts = 0;
                 backoff.reset();
                 refusals.forget_committed(&offsets);
-                record_latency(&batch, slots);
-                lanes.committed(&batch, batch::is_full(&batch, &config.batch));
+                record_latency(&requests, slots);
+                lanes.committed(&requests, last_full);
             }
             Commit::Redo { refused } => {
-                rewind::to_first_offsets(&clients.consumer, &batch).map_err(Lost::Consumer)?;
+                rewind::to_first_offsets(&clients.consumer, &requests).map_err(Lost::Consumer)?;
                 if refused.is_empty() {
                     aborts += 1;
                     spec.shutdown.sleep(Duration::from_millis(100 << aborts.min(6)));
                 } else {
                     // The broker refused records for reasons of their own: no wait, the redo
                     // isolates them (see `refusals`).
-                    refusals.learn(&batch, &refused);
+                    refusals.learn(&requests, &refused);
                 }
             }
         }
     }
     Ok(())
-}
-
-fn count_inputs(batch: &[OwnedMessage], slots: &[ModelSlot]) {
-    for slot in slots {
-        for topic in slot.request_topics() {
-            let count = batch.iter().filter(|m| m.topic() == topic).count();
-            if count > 0 {
-                metrics::records_in(topic, slot.model.name(), count);
-            }
-        }
-    }
 }
 
 /// Produce-to-commit latency, from each request's record timestamp.
