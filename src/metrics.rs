@@ -77,8 +77,8 @@ pub fn records_in(topic: &str, model: &str, count: usize) {
     counter!(RECORDS_IN, "topic" => topic.to_string(), "model" => model.to_string()).increment(count as u64);
 }
 
-pub fn result_out(model: &str, status: &'static str) {
-    counter!(RESULTS_OUT, "model" => model.to_string(), "status" => status).increment(1);
+pub fn results_out(model: &str, status: &'static str, count: usize) {
+    counter!(RESULTS_OUT, "model" => model.to_string(), "status" => status).increment(count as u64);
 }
 
 pub fn dead_letter(model: &str, reason: &'static str) {
@@ -100,8 +100,12 @@ pub fn batch(model: &str, size: usize, inference: Duration) {
     histogram!(INFERENCE_SECONDS, "model" => model.to_string()).record(inference.as_secs_f64());
 }
 
-pub fn end_to_end(model: &str, latency: Duration) {
-    histogram!(END_TO_END_SECONDS, "model" => model.to_string()).record(latency.as_secs_f64());
+pub fn end_to_end(model: &str, latencies: impl Iterator<Item = Duration>) {
+    let mut latencies = latencies.peekable();
+    if latencies.peek().is_some() {
+        let histogram = histogram!(END_TO_END_SECONDS, "model" => model.to_string());
+        latencies.for_each(|latency| histogram.record(latency.as_secs_f64()));
+    }
 }
 
 pub fn transaction(outcome: &'static str, took: Duration) {

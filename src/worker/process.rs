@@ -8,6 +8,7 @@
 //! decoded at once. A panic while decoding or running one request (a model or image-library bug)
 //! is caught and dead-letters that request alone: a crash would restart into the same batch.
 
+use std::collections::BTreeMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
@@ -124,15 +125,20 @@ pub fn process_batch(batch: &[OwnedMessage], slots: &mut [ModelSlot], rules: &Ru
         }
     }
 
-    batch
+    let mut answered: BTreeMap<(&str, &'static str), usize> = BTreeMap::new();
+    let records = batch
         .iter()
         .zip(answers)
         .zip(&slot_of)
         .map(|((message, answer), slot)| {
             let slot = slot.map(|s| &slots[s]);
-            to_record(message, answer, slot, rules)
+            to_record(message, answer, slot, rules, &mut answered)
         })
-        .collect()
+        .collect();
+    for ((model, status), count) in answered {
+        metrics::results_out(model, status, count);
+    }
+    records
 }
 
 /// Decodes one request; a panic in the decoder is this request's bad input.
@@ -209,11 +215,13 @@ fn panicked(model: &str, stage: &'static str, panic: &Box<dyn std::any::Any + Se
     BadInput::new(BadInputKind::InferenceFailed, format!("panicked while {stage}: {message}"))
 }
 
-fn to_record(
+/// The record answering one request; a result is counted in `answered` by (model, status).
+fn to_record<'s>(
     message: &OwnedMessage,
     answer: RequestOutcome,
-    slot: Option<&ModelSlot>,
+    slot: Option<&'s ModelSlot>,
     rules: &Rules<'_>,
+    answered: &mut BTreeMap<(&'s str, &'static str), usize>,
 ) -> OutgoingRecord {
     let (slot, id, status, result) = match (slot, answer) {
         (Some(slot), RequestOutcome::Done { id, result }) => (slot, id, Status::Ok, Some(result)),
@@ -243,13 +251,11 @@ fn to_record(
         );
         return dead_letter(message, &bad, Some(slot), rules.dead_letter_topic);
     }
-    metrics::result_out(
-        slot.model.name(),
-        match status {
-            Status::Ok => "ok",
-            Status::Expired => "expired",
-        },
-    );
+    let status = match status {
+        Status::Ok => "ok",
+        Status::Expired => "expired",
+    };
+    *answered.entry((slot.model.name(), status)).or_default() += 1;
     OutgoingRecord {
         topic: slot.result_topic.clone(),
         key: message.key().map(<[u8]>::to_vec),

@@ -272,15 +272,16 @@ fn batch_loop(
     Ok(())
 }
 
-/// Produce-to-commit latency, from each request's record timestamp.
-fn record_latency(batch: &[OwnedMessage], slots: &[ModelSlot]) {
+/// Produce-to-commit latency, from each request's record timestamp (one metric handle per model:
+/// a light model commits thousands of requests at once).
+fn record_latency(requests: &[OwnedMessage], slots: &[ModelSlot]) {
     let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
-    for message in batch {
-        let (Some(created), Some(slot)) =
-            (message.timestamp().to_millis(), slots.iter().find(|s| s.reads(message.topic())))
-        else {
-            continue;
-        };
-        metrics::end_to_end(slot.model.name(), Duration::from_millis((now_ms - created).max(0) as u64));
+    for slot in slots {
+        let latencies = requests
+            .iter()
+            .filter(|m| slot.reads(m.topic()))
+            .filter_map(|m| m.timestamp().to_millis())
+            .map(|created| Duration::from_millis((now_ms - created).max(0) as u64));
+        metrics::end_to_end(slot.model.name(), latencies);
     }
 }
