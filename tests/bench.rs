@@ -100,3 +100,31 @@ fn bench_echo_measures_the_pipeline_alone_against_kafka_streams() {
     }
     assert_eq!(report["exactly_once"]["requests"], 20000);
 }
+
+#[test]
+fn bench_measures_image_models_against_their_limit() {
+    for model in ["face-match", "ocr"] {
+        let out = tempfile::tempdir().unwrap();
+        let output = tidal()
+            .args(["bench", "--brokers", &brokers(), "--model", model, "--duration", "2s", "--loads", "50"])
+            .arg("--skip-at-least-once")
+            .arg("--out")
+            .arg(out.path())
+            .env("TIDAL_LOG", "warn")
+            .output()
+            .expect("run tidal bench");
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(output.status.success(), "tidal bench --model {model} failed:\n{stdout}\n{stderr}");
+        assert!(stdout.contains("tidal exactly-once / limit"), "{model}: no ratio to the limit:\n{stdout}");
+        let json: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(out.path().join("report.json")).unwrap()).unwrap();
+        let report = &json["report"];
+        for run in [&report["limit"], &report["exactly_once"], &report["latency"][0]] {
+            let name = run["name"].as_str().unwrap();
+            assert!(run["requests"].as_u64().unwrap() > 0, "{model} {name}: no requests");
+            assert_eq!(run["results"], run["requests"], "{model} {name}: not every request was answered");
+            assert_eq!(run["duplicates"], 0, "{model} {name}: duplicates");
+        }
+    }
+}

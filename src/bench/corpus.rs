@@ -1,5 +1,97 @@
-//! The requests every target answers: short film-review snippets (10–20 tokens, the size of a
-//! Rotten Tomatoes snippet), cycled in a fixed order so that each run sees the same mix.
+//! The requests every target answers, cycled in a fixed order so that each run sees the same mix:
+//! for text models short film-review snippets (10–20 tokens, the size of a Rotten Tomatoes
+//! snippet); for face-match pairs of the set-up's face photos (same person and different people);
+//! for OCR the golden text pages.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use base64::Engine;
+
+use crate::codec::{self, Input, RequestHeaders};
+use crate::config::Limits;
+use crate::error::{Error, Result};
+use crate::models::ModelKind;
+
+/// Face photos paired by the face-match corpus (JPEGs of 184–354 KB, so a pair stays under the
+/// broker's default 1 MB record), from `$TIDAL_HOME/testdata/faces`.
+const FACE_PHOTOS: &[&str] = &["obama.jpg", "obama2.jpg", "biden.jpg"];
+/// Pairs of [`FACE_PHOTOS`]: the same person, then different people.
+const FACE_PAIRS: &[(usize, usize)] = &[(0, 1), (0, 2), (1, 2)];
+/// Text pages read by the OCR corpus (tests/golden/ocr).
+const PAGES: &[&[u8]] = &[
+    include_bytes!("../../tests/golden/ocr/sans-28.png"),
+    include_bytes!("../../tests/golden/ocr/serif-22.png"),
+    include_bytes!("../../tests/golden/ocr/mono-34.png"),
+    include_bytes!("../../tests/golden/ocr/sans-26-rotated.png"),
+];
+
+/// The requests of one benchmark, for the model it measures.
+#[derive(Debug, Clone)]
+pub enum Corpus {
+    Texts,
+    /// Base64 JPEGs, paired by [`FACE_PAIRS`].
+    FacePairs(Arc<Vec<String>>),
+    /// Base64 PNGs.
+    Pages(Arc<Vec<String>>),
+}
+
+impl Corpus {
+    /// The corpus for a model kind; face photos come from `faces` (the set-up's test data).
+    pub fn for_model(kind: &ModelKind, faces: &Path) -> Result<Self> {
+        let encode = |bytes: &[u8]| base64::engine::general_purpose::STANDARD.encode(bytes);
+        Ok(match kind {
+            ModelKind::TextClassification(_) | ModelKind::Echo(_) => Corpus::Texts,
+            ModelKind::Ocr(_) => Corpus::Pages(Arc::new(PAGES.iter().map(|page| encode(page)).collect())),
+            ModelKind::FaceMatch(_) => {
+                let photos = FACE_PHOTOS
+                    .iter()
+                    .map(|name| {
+                        let path = faces.join(name);
+                        std::fs::read(&path).map(|bytes| encode(&bytes)).map_err(|e| {
+                            Error::Bench(format!(
+                                "cannot read the face photo {}: {e}; scripts/setup.sh installs them (or pass --faces DIR)",
+                                path.display()
+                            ))
+                        })
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                Corpus::FacePairs(Arc::new(photos))
+            }
+        })
+    }
+
+    /// How many distinct requests the corpus cycles through.
+    pub fn cycle(&self) -> u64 {
+        match self {
+            Corpus::Texts => TEXTS.len() as u64,
+            Corpus::FacePairs(_) => FACE_PAIRS.len() as u64,
+            Corpus::Pages(pages) => pages.len() as u64,
+        }
+    }
+
+    /// The JSON request number `seq`, with id `r<seq>`.
+    pub fn request(&self, seq: u64) -> String {
+        let id = format!("r{seq}");
+        let at = (seq % self.cycle()) as usize;
+        match self {
+            Corpus::Texts => serde_json::json!({ "id": id, "text": text(seq) }).to_string(),
+            Corpus::FacePairs(photos) => {
+                let (a, b) = FACE_PAIRS[at];
+                serde_json::json!({ "id": id, "image_a": photos[a], "image_b": photos[b] }).to_string()
+            }
+            Corpus::Pages(pages) => serde_json::json!({ "id": id, "image": pages[at] }).to_string(),
+        }
+    }
+
+    /// Request `seq` decoded as a worker decodes it (pixels, for images): the model's input.
+    pub fn input(&self, seq: u64, kind: codec::InputKind, limits: &Limits) -> Result<Input> {
+        let request = self.request(seq);
+        codec::decode_request(kind, Some(request.as_bytes()), RequestHeaders::default(), String::new, limits)
+            .map(|request| request.input)
+            .map_err(|bad| Error::Bench(format!("the benchmark's own request {seq} is refused: {bad}")))
+    }
+}
 
 const TEXTS: &[&str] = &[
     "An absolute masterpiece, moving and beautifully acted from the first scene to the last.",
@@ -25,9 +117,9 @@ pub fn text(seq: u64) -> &'static str {
     TEXTS[(seq % TEXTS.len() as u64) as usize]
 }
 
-/// The JSON request number `seq`: `{"id": "r<seq>", "text": ...}`.
+/// The JSON text request number `seq`: `{"id": "r<seq>", "text": ...}`.
 pub fn request(seq: u64) -> String {
-    serde_json::json!({ "id": format!("r{seq}"), "text": text(seq) }).to_string()
+    Corpus::Texts.request(seq)
 }
 
 /// The sequence number back from a result's JSON value (`"id": "r<seq>"`).

@@ -19,7 +19,7 @@ use rdkafka::message::Message;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{Offset, TopicPartitionList};
 
-use super::corpus;
+use super::corpus::{self, Corpus};
 use super::measure::{self, RunResult};
 use crate::config::KafkaConfig;
 use crate::error::{Error, Result};
@@ -51,18 +51,19 @@ pub fn create_topics(brokers: &KafkaConfig, names: &[&str], partitions: i32) -> 
 pub struct RequestProducer {
     producer: BaseProducer,
     topic: String,
+    corpus: Corpus,
 }
 
 impl RequestProducer {
-    pub fn new(brokers: &KafkaConfig, topic: &str) -> Result<Self> {
+    pub fn new(brokers: &KafkaConfig, topic: &str, corpus: Corpus) -> Result<Self> {
         let producer = kafka::plain_producer_config(brokers)?
             .create()
             .map_err(|e| Error::kafka("creating the benchmark producer", e))?;
-        Ok(RequestProducer { producer, topic: topic.to_string() })
+        Ok(RequestProducer { producer, topic: topic.to_string(), corpus })
     }
 
     fn send(&self, seq: u64) -> Result<()> {
-        let (key, value) = (format!("r{seq}"), corpus::request(seq));
+        let (key, value) = (format!("r{seq}"), self.corpus.request(seq));
         let mut record = BaseRecord::to(&self.topic).key(&key).payload(&value);
         loop {
             match self.producer.send(record) {

@@ -7,6 +7,7 @@
 
 use std::path::Path;
 
+use super::corpus::Corpus;
 use super::{drain_backlog, BenchConfig, BenchTopics, Report};
 use crate::config::{KafkaConfig, ServeConfig};
 use crate::error::Result;
@@ -48,7 +49,7 @@ pub fn phase(
                 out: &config.out,
             })
         };
-        let (capacity, mut running) = drain_backlog(kafka, &topics, backlog, &label, start)?;
+        let (capacity, mut running) = drain_backlog(kafka, &topics, &Corpus::Texts, backlog, &label, start)?;
         if threads > 1 {
             report.kstreams_threads = Some(capacity);
             continue;

@@ -28,6 +28,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use crate::config::{Delivery, KafkaConfig, ServeConfig};
 use crate::error::{Error, Result};
 use crate::models::{Manifest, ModelKind};
+use corpus::Corpus;
 use kafka_load::{RequestProducer, ResultReader};
 pub use measure::{Percentiles, RunResult};
 pub use report::Report;
@@ -43,10 +44,13 @@ pub struct BenchConfig {
     /// Kafka bootstrap servers (host:port[,host:port]).
     #[arg(long, env = "TIDAL_BROKERS", default_value = "127.0.0.1:9092")]
     pub brokers: String,
-    /// The model measured: `sentiment`, or `echo` (no inference: what the pipeline itself costs).
-    /// The Python baselines serve sentiment only.
+    /// The model measured: `sentiment`, `echo` (no inference: what the pipeline itself costs),
+    /// `face-match` or `ocr`. The Python baselines serve sentiment only, Kafka Streams text models.
     #[arg(long, default_value = "sentiment")]
     pub model: String,
+    /// Face photos for `--model face-match` (default: the set-up's, `$TIDAL_HOME/testdata/faces`).
+    #[arg(long)]
+    pub faces: Option<PathBuf>,
     /// The Kafka Streams baseline's Maven project, built (`mvn package`; scripts/bench.sh does
     /// it). Without it that baseline is skipped.
     #[arg(long)]
@@ -121,14 +125,7 @@ impl BenchConfig {
         if self.loads.iter().any(|l| !(1.0..=300.0).contains(l)) {
             return Err(Error::Config("--loads are percentages of capacity between 1 and 300, e.g. 50,80,100".into()));
         }
-        let manifest = self.manifest()?;
-        if !matches!(manifest.kind, ModelKind::TextClassification(_) | ModelKind::Echo(_)) {
-            return Err(Error::Config(format!(
-                "--model {}: tidal bench measures text models (sentiment, echo); image models have \
-                 `cargo bench --bench image_models`",
-                self.model
-            )));
-        }
+        self.manifest()?;
         Ok(())
     }
 
@@ -171,21 +168,26 @@ pub fn run(config: &BenchConfig) -> Result<Report> {
     let mut report = Report::default();
 
     let manifest = config.manifest()?;
+    let faces = config.faces.clone().unwrap_or_else(|| crate::install::tidal_home().join("testdata/faces"));
+    let corpus = Corpus::for_model(&manifest.kind, &faces)?;
+    // Image models answer a few requests a second: a smaller floor keeps a run short.
+    let floor = if matches!(corpus, Corpus::Texts) { 200 } else { 20 };
     let backlog = if let ModelKind::Echo(_) = manifest.kind {
         // Nothing to run alone: the limit is the pipeline's, which is what is measured.
         config.max_backlog.max(200)
     } else {
         let progress = timed_bar(config.duration, format!("limit: model alone, batch {}", config.max_batch));
         let serve = config.serve();
-        let limit = limit::measure(&serve, &manifest, config.max_batch, config.duration, worker_core, &progress)?;
+        let limit =
+            limit::measure(&serve, &manifest, &corpus, config.max_batch, config.duration, worker_core, &progress)?;
         progress.finish();
         let short = config.duration / 3;
         let progress = timed_bar(short, "limit: model alone, batch 1".into());
-        report.limit_batch1 = Some(limit::measure(&serve, &manifest, 1, short, worker_core, &progress)?);
+        report.limit_batch1 = Some(limit::measure(&serve, &manifest, &corpus, 1, short, worker_core, &progress)?);
         progress.finish();
         let backlog = (limit.throughput * config.duration.as_secs_f64()) as u64;
         report.limit = Some(limit);
-        backlog.clamp(200, config.max_backlog.max(200))
+        backlog.clamp(floor, config.max_backlog.max(floor))
     };
 
     match &config.python {
@@ -196,8 +198,12 @@ pub fn run(config: &BenchConfig) -> Result<Report> {
         Some(_) => tracing::info!(model = %config.model, "the Python baselines serve sentiment only; skipped"),
         None => {}
     }
-    if let Some(project) = &config.kstreams {
-        kstreams::phase(config, &kafka, project, &manifest, backlog, nonce, &mut report)?;
+    match &config.kstreams {
+        Some(project) if matches!(corpus, Corpus::Texts) => {
+            kstreams::phase(config, &kafka, project, &manifest, backlog, nonce, &mut report)?;
+        }
+        Some(_) => tracing::info!(model = %config.model, "the Kafka Streams baseline serves text models only; skipped"),
+        None => {}
     }
     // tidal also takes the loads the baselines were offered, for latency at the same load.
     let mut extra: Vec<(String, f64)> = Vec::new();
@@ -212,13 +218,13 @@ pub fn run(config: &BenchConfig) -> Result<Report> {
             continue;
         }
         let extra = if delivery == Delivery::ExactlyOnce { std::mem::take(&mut extra) } else { Vec::new() };
-        tidal_phase(config, &kafka, delivery, backlog, &extra, nonce, &mut report)?;
+        tidal_phase(config, &kafka, &corpus, delivery, backlog, &extra, nonce, &mut report)?;
     }
 
     if let Some(length) = config.steady {
         let rate = report.exactly_once.as_ref().map_or(100.0, |r| r.throughput);
         let n = (rate * length.as_secs_f64() * 1.05) as u64;
-        report.steady = Some(steady_phase(config, &kafka, n, nonce)?);
+        report.steady = Some(steady_phase(config, &kafka, &corpus, n, nonce)?);
     }
 
     report.write_json(&config.out)?;
@@ -260,7 +266,7 @@ fn python_stream_phase(
     // About `duration` of work at the REST capacity (the same per-request Python path).
     let rate = report.rest_capacity.as_ref().map_or(100.0, |r| r.throughput.max(10.0));
     let n = ((rate * config.duration.as_secs_f64()) as u64).max(200);
-    let producer = RequestProducer::new(kafka, &requests)?;
+    let producer = RequestProducer::new(kafka, &requests, Corpus::Texts)?;
     let progress = bar(n, "Python stream: producing the backlog".into());
     producer.backlog(0..n, &progress)?;
     progress.finish();
@@ -290,11 +296,11 @@ fn python_stream_phase(
 }
 
 /// A long backlog drained by tidal exactly-once: is throughput steady minute after minute?
-fn steady_phase(config: &BenchConfig, kafka: &KafkaConfig, n: u64, nonce: u64) -> Result<RunResult> {
+fn steady_phase(config: &BenchConfig, kafka: &KafkaConfig, corpus: &Corpus, n: u64, nonce: u64) -> Result<RunResult> {
     let prefix = format!("bench-{nonce}-steady");
     let topics = BenchTopics::new(&prefix, &config.model);
     let (mut drained, _running) =
-        drain_backlog(kafka, &topics, n, "steady", || start_tidal(config, &prefix, Delivery::ExactlyOnce))?;
+        drain_backlog(kafka, &topics, corpus, n, "steady", || start_tidal(config, &prefix, Delivery::ExactlyOnce))?;
     drained.name = "tidal exactly-once (steady backlog)".into();
     Ok(drained)
 }
@@ -375,12 +381,13 @@ impl UnderLoad {
 fn drain_backlog(
     kafka: &KafkaConfig,
     topics: &BenchTopics,
+    corpus: &Corpus,
     n: u64,
     label: &str,
     start: impl FnOnce() -> Result<(processes::ChildGuard, PathBuf)>,
 ) -> Result<(RunResult, UnderLoad)> {
     kafka_load::create_topics(kafka, &[&topics.requests, &topics.results, &topics.dead_letter], PARTITIONS)?;
-    let producer = RequestProducer::new(kafka, &topics.requests)?;
+    let producer = RequestProducer::new(kafka, &topics.requests, corpus.clone())?;
     let progress = bar(n, format!("{label}: producing the backlog"));
     producer.backlog(0..n, &progress)?;
     progress.finish();
@@ -398,9 +405,11 @@ fn drain_backlog(
     Ok((drained, UnderLoad { producer, reader, target, log }))
 }
 
+#[allow(clippy::too_many_arguments)]
 fn tidal_phase(
     config: &BenchConfig,
     kafka: &KafkaConfig,
+    corpus: &Corpus,
     delivery: Delivery,
     backlog: u64,
     extra: &[(String, f64)],
@@ -415,7 +424,7 @@ fn tidal_phase(
     let topics = BenchTopics::new(&prefix, &config.model);
     let label = format!("tidal {mode}");
     let (capacity, mut running) =
-        drain_backlog(kafka, &topics, backlog, &label, || start_tidal(config, &prefix, delivery))?;
+        drain_backlog(kafka, &topics, corpus, backlog, &label, || start_tidal(config, &prefix, delivery))?;
     let mut loads: Vec<(String, f64)> = config
         .loads
         .iter()
