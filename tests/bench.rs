@@ -107,7 +107,7 @@ fn bench_measures_image_models_against_their_limit() {
         let out = tempfile::tempdir().unwrap();
         let output = tidal()
             .args(["bench", "--brokers", &brokers(), "--model", model, "--duration", "2s", "--loads", "50"])
-            .arg("--skip-at-least-once")
+            .args(["--skip-at-least-once", "--max-batch", "4"])
             .arg("--out")
             .arg(out.path())
             .env("TIDAL_LOG", "warn")

@@ -170,8 +170,9 @@ pub fn run(config: &BenchConfig) -> Result<Report> {
     let manifest = config.manifest()?;
     let faces = config.faces.clone().unwrap_or_else(|| crate::install::tidal_home().join("testdata/faces"));
     let corpus = Corpus::for_model(&manifest.kind, &faces)?;
-    // Image models answer a few requests a second: a smaller floor keeps a run short.
-    let floor = if matches!(corpus, Corpus::Texts) { 200 } else { 20 };
+    // Image models answer a few requests a second: a smaller floor keeps a run short, but at
+    // least three batches, so that answers arrive over several transactions.
+    let floor = if matches!(corpus, Corpus::Texts) { 200 } else { (3 * config.max_batch as u64).max(20) };
     let backlog = if let ModelKind::Echo(_) = manifest.kind {
         // Nothing to run alone: the limit is the pipeline's, which is what is measured.
         config.max_backlog.max(200)
@@ -401,6 +402,11 @@ fn drain_backlog(
     let drained = arrivals.backlog_result(&format!("{label} (capacity)"), n);
     if drained.results < n {
         return Err(Error::Bench(format!("{label} answered {} of {n}; see {}", drained.results, log.display())));
+    }
+    if drained.throughput <= 0.0 {
+        return Err(Error::Bench(format!(
+            "{label} answered all {n} requests at once: too few to measure a rate; use a longer --duration"
+        )));
     }
     Ok((drained, UnderLoad { producer, reader, target, log }))
 }

@@ -109,7 +109,7 @@ pub struct FaceMatchSpec {
 }
 
 fn default_detector_max_side() -> u32 {
-    1280
+    800
 }
 
 fn default_one() -> usize {
