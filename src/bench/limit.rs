@@ -40,22 +40,21 @@ pub fn measure(
                     .collect::<Result<_>>()?;
                 let mut seq = 0u64;
                 let mut next_batch = || {
-                    let inputs: Vec<Input> =
-                        (seq..seq + batch as u64).map(|s| distinct[(s % corpus.cycle()) as usize].clone()).collect();
+                    let inputs: Vec<&Input> =
+                        (seq..seq + batch as u64).map(|s| &distinct[(s % corpus.cycle()) as usize]).collect();
                     seq += batch as u64;
                     inputs
                 };
                 // Warm-up: the first runs allocate.
                 for _ in 0..3 {
-                    let inputs = next_batch();
-                    model.infer(&inputs.iter().collect::<Vec<_>>())?;
+                    model.infer(&next_batch())?;
                 }
                 let start = Instant::now();
                 let mut done = 0u64;
                 let mut per_second = vec![0.0];
                 while start.elapsed() < duration {
                     let inputs = next_batch();
-                    let outputs = model.infer(&inputs.iter().collect::<Vec<_>>())?;
+                    let outputs = model.infer(&inputs)?;
                     if outputs.len() != inputs.len() {
                         return Err(Error::Bench(format!("the model answered {} of {}", outputs.len(), inputs.len())));
                     }

@@ -54,13 +54,6 @@ pub fn collect(
     Ok(batch)
 }
 
-/// Whether a batch stopped at a limit (`max_batch` records or `max_bytes`) rather than because
-/// nothing more had arrived.
-pub fn is_full(batch: &[OwnedMessage], settings: &BatchConfig) -> bool {
-    batch.len() >= settings.max_batch
-        || batch.iter().map(|m| m.payload().map_or(0, <[u8]>::len)).sum::<usize>() >= settings.max_bytes
-}
-
 /// The offsets to commit for a batch: per partition, the highest offset + 1.
 pub fn next_offsets(batch: &[OwnedMessage]) -> Result<TopicPartitionList> {
     let mut highest: BTreeMap<(&str, i32), i64> = BTreeMap::new();

@@ -30,7 +30,8 @@ use crate::metrics;
 pub struct Work {
     pub requests: Vec<OwnedMessage>,
     pub records: Vec<OutgoingRecord>,
-    /// The last batch stopped at a limit rather than because nothing more was ready.
+    /// The last batch stopped at a limit (`max_batch` records or `max_bytes`) rather than because
+    /// nothing more was ready.
     pub last_full: bool,
 }
 
@@ -74,8 +75,9 @@ impl Gatherer<'_> {
                 batch.truncate(keep);
             }
             let records = self.process(&batch, slots, refusals);
-            work.last_full = batch::is_full(&batch, &config.batch);
-            bytes += batch.iter().map(|m| m.payload().map_or(0, <[u8]>::len)).sum::<usize>();
+            let batch_bytes: usize = batch.iter().map(|m| m.payload().map_or(0, <[u8]>::len)).sum();
+            work.last_full = batch.len() >= config.batch.max_batch || batch_bytes >= config.batch.max_bytes;
+            bytes += batch_bytes;
             work.requests.extend(batch);
             work.records.extend(records);
             let more = extend
