@@ -31,6 +31,7 @@ print("\n" + head + "\n" + "-" * len(head))
 for r in rows:
     notes = []
     if r.get("recovery_s") is not None: notes.append(f"{r['recovery_s']:.1f} s to the next result")
+    if r.get("longest_gap_s") is not None: notes.append(f"longest gap {r['longest_gap_s']:.1f} s")
     if "all_answered_s" in r: notes.append(f"all answered in {r['all_answered_s']:.1f} s")
     if "exits" in r: notes.append(f"processor exits {r['exits']}")
     if "rss_max_mib" in r and "capacity_per_s" not in r:

@@ -126,9 +126,14 @@ pub struct KafkaConfig {
     /// Transaction timeout: the broker aborts a transaction left open longer than this.
     #[serde(with = "humantime_serde")]
     pub transaction_timeout: Duration,
-    /// Consumer session timeout (group membership heartbeat deadline).
+    /// Consumer session timeout (group membership heartbeat deadline). With
+    /// `group_protocol = "consumer"` the broker's `group.consumer.session.timeout.ms` rules instead.
     #[serde(with = "humantime_serde")]
     pub session_timeout: Duration,
+    /// The workers' group protocol: `classic` (JoinGroup/SyncGroup, client-side
+    /// `cooperative-sticky` assignment; any Kafka ≥ 2.4) or `consumer` (KIP-848: the broker assigns
+    /// and each member's heartbeat carries its changes; Kafka ≥ 4.0).
+    pub group_protocol: GroupProtocol,
     /// Longest time between two polls of a worker's consumer before the group drops it
     /// (`max.poll.interval.ms`): above the slowest batch a model can take, plus its commit.
     #[serde(with = "humantime_serde")]
@@ -156,6 +161,7 @@ impl std::fmt::Debug for KafkaConfig {
             .field("group_id", &self.group_id)
             .field("transaction_timeout", &self.transaction_timeout)
             .field("session_timeout", &self.session_timeout)
+            .field("group_protocol", &self.group_protocol)
             .field("max_poll_interval", &self.max_poll_interval)
             .field("call_timeout", &self.call_timeout)
             .field("startup_timeout", &self.startup_timeout)
@@ -163,6 +169,16 @@ impl std::fmt::Debug for KafkaConfig {
             .field("security", &self.security)
             .finish()
     }
+}
+
+/// How the workers' consumer group assigns partitions (`kafka.group_protocol`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GroupProtocol {
+    /// The classic protocol with `cooperative-sticky` assignment.
+    Classic,
+    /// KIP-848's consumer protocol: server-side assignment, no group-wide barrier.
+    Consumer,
 }
 
 /// Topic naming: `<request_prefix><model>` in, `<result_prefix><model>` out.
@@ -283,6 +299,7 @@ impl Default for KafkaConfig {
             group_id: None,
             transaction_timeout: Duration::from_secs(30),
             session_timeout: Duration::from_secs(10),
+            group_protocol: GroupProtocol::Classic,
             max_poll_interval: Duration::from_secs(300),
             call_timeout: Duration::from_secs(30),
             startup_timeout: Duration::from_secs(30),

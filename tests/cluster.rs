@@ -1,9 +1,14 @@
 //! A replicated three-broker cluster (scripts/kafka-cluster.sh: KRaft, replication 3,
 //! `min.insync.replicas` 2) losing a broker mid-stream: `tidal serve` must answer every request
-//! exactly once. The broker killed coordinates both the worker's transaction and its group (the
-//! instance name is chosen so that one broker leads both coordinator partitions): librdkafka has
-//! been seen to wait forever inside `send_offsets_to_transaction` then, and the worker's watchdog
-//! must end the process (exit 70) so that its supervisor — this test — restarts it.
+//! exactly once.
+//! - The broker killed or frozen coordinates both the worker's transaction and its group (the
+//!   instance name is chosen so that one broker leads both coordinator partitions): librdkafka
+//!   has been seen to wait forever inside `send_offsets_to_transaction` then, and the worker's
+//!   watchdog must end the process (exit 70) so that its supervisor — this test — restarts it.
+//! - The broker killed leads most request partitions (and coordinates nothing of the worker's):
+//!   the consumer and producer move to the new leaders.
+//! - Every broker restarted in turn (a rolling upgrade), each back in every ISR before the next.
+//!
 //! Run by scripts/test.sh.
 #![cfg(feature = "broker-tests")]
 
@@ -56,6 +61,38 @@ impl Cluster {
         script(&[action, &BASE_PORT.to_string(), &node.to_string()]);
     }
 
+    /// Waits until every partition of every topic has all three replicas in sync again.
+    fn wait_fully_replicated(&self) {
+        let consumer: BaseConsumer =
+            ClientConfig::new().set("bootstrap.servers", &self.bootstrap).create().expect("metadata client");
+        let until = Instant::now() + Duration::from_secs(120);
+        loop {
+            let lagging = consumer.fetch_metadata(None, Duration::from_secs(10)).map_or(usize::MAX, |m| {
+                m.topics().iter().flat_map(|t| t.partitions()).filter(|p| p.isr().len() < 3).count()
+            });
+            if lagging == 0 {
+                return;
+            }
+            assert!(Instant::now() < until, "{lagging} partitions still under-replicated after 120 s");
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+
+    /// The node leading most partitions of `topic`, other than `except`.
+    fn busiest_leader(&self, topic: &str, except: i32) -> i32 {
+        let consumer: BaseConsumer =
+            ClientConfig::new().set("bootstrap.servers", &self.bootstrap).create().expect("metadata client");
+        let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10)).expect("metadata");
+        let mut led = std::collections::BTreeMap::new();
+        for p in metadata.topics()[0].partitions() {
+            *led.entry(p.leader()).or_insert(0) += 1;
+        }
+        led.into_iter()
+            .filter(|(node, _)| *node != except && *node > 0)
+            .max_by_key(|(_, n)| *n)
+            .map_or((1..=3).find(|n| *n != except).unwrap_or(1), |(node, _)| node)
+    }
+
     /// The node leading `partition` of the internal `topic`.
     fn leader_of(&self, topic: &str, partition: i32) -> i32 {
         let consumer: BaseConsumer =
@@ -104,22 +141,52 @@ fn coordinator_partitions_follow_java_string_hash() {
 
 #[test]
 fn the_coordinators_broker_killed_mid_stream_loses_and_duplicates_nothing() {
-    survives_a_coordinator_fault("coordinators' broker killed (SIGKILL)", |cluster, node| cluster.node("kill", node));
+    survives_a_broker_fault("coordinators' broker killed (SIGKILL)", Target::Coordinators, |cluster, node| {
+        cluster.node("kill", node)
+    });
 }
 
 #[test]
 fn the_coordinators_broker_frozen_beyond_the_session_timeout_loses_and_duplicates_nothing() {
-    survives_a_coordinator_fault("coordinators' broker frozen 20 s (SIGSTOP)", |cluster, node| {
+    survives_a_broker_fault("coordinators' broker frozen 20 s (SIGSTOP)", Target::Coordinators, |cluster, node| {
         cluster.node("pause", node);
         std::thread::sleep(Duration::from_secs(20));
         cluster.node("resume", node);
     });
 }
 
-/// Serves requests on the cluster, applies `fault` to the broker that coordinates the worker's
-/// transaction and group mid-stream, restarts the processor whenever it exits (as its supervisor
-/// would), and checks every request is answered exactly once.
-fn survives_a_coordinator_fault(scenario: &str, fault: impl FnOnce(&Cluster, i32)) {
+#[test]
+fn the_request_partitions_leader_killed_mid_stream_loses_and_duplicates_nothing() {
+    survives_a_broker_fault("request partitions' leader killed (SIGKILL)", Target::RequestLeader, |cluster, node| {
+        cluster.node("kill", node)
+    });
+}
+
+#[test]
+fn a_rolling_restart_of_every_broker_loses_and_duplicates_nothing() {
+    survives_a_broker_fault("rolling restart of the 3 brokers", Target::Coordinators, |cluster, first| {
+        // The coordinators' broker goes first, then the others, each back in sync before the next.
+        let order = std::iter::once(first).chain((1..=3).filter(|n| *n != first));
+        for node in order {
+            cluster.node("stop-node", node);
+            cluster.node("start-node", node);
+            cluster.wait_fully_replicated();
+        }
+    });
+}
+
+/// Which broker a fault hits.
+enum Target {
+    /// The broker that coordinates the worker's transaction and its group.
+    Coordinators,
+    /// The broker leading most request partitions, other than the coordinators'.
+    RequestLeader,
+}
+
+/// Serves requests on the cluster (produced at a steady pace, so that the stream outlasts the
+/// fault), applies `fault` to the `target` broker mid-stream, restarts the processor whenever it
+/// exits (as its supervisor would), and checks every request is answered exactly once.
+fn survives_a_broker_fault(scenario: &str, target: Target, fault: impl FnOnce(&Cluster, i32) + Send) {
     let cluster = Cluster::start();
     // Short call timeout: a call stuck past 2 × 5 s is the watchdog's business.
     let kafka_extra = "call_timeout = \"5s\"\ntransaction_timeout = \"10s\"\n";
@@ -127,8 +194,8 @@ fn survives_a_coordinator_fault(scenario: &str, fault: impl FnOnce(&Cluster, i32
     // Transactions held open a little, so that the kill lands inside one.
     let config = std::fs::read_to_string(&fx.config_path).unwrap() + "[faults]\ndelay_before_commit = \"100ms\"\n";
     std::fs::write(&fx.config_path, config).unwrap();
-    let requests = common::requests(if common::long_form() { 2000 } else { 1200 });
-    fx.produce_texts(&requests);
+    let (count, rate) = if common::long_form() { (3000, 25.0) } else { (1500, 20.0) };
+    let requests = common::requests(count);
 
     // An instance whose worker's transaction coordinator is the group's coordinator too.
     let group_coordinator =
@@ -140,35 +207,53 @@ fn survives_a_coordinator_fault(scenario: &str, fault: impl FnOnce(&Cluster, i32
             cluster.leader_of("__transaction_state", partition) == group_coordinator
         })
         .expect("an instance name whose coordinators share a broker");
+    let node = match target {
+        Target::Coordinators => group_coordinator,
+        Target::RequestLeader => cluster.busiest_leader(&fx.requests(), group_coordinator),
+    };
     let spawn = || -> Server { fx.spawn(&instance) };
     let mut server = spawn();
+    let producing = common::paced_producer(&cluster.bootstrap, &fx.requests(), requests.clone(), rate);
     let mut committed = Reader::on(&cluster.bootstrap, &fx.results(), true);
     committed.read_until(200, Duration::from_secs(180));
     assert!(committed.records.len() >= 200, "no results before the fault");
 
-    let coordinator = group_coordinator;
     let before = committed.records.len();
-    let killed_at = Instant::now();
-    fault(&cluster, coordinator);
-
-    // Supervise: restart the processor whenever it exits, as Kubernetes would.
+    let fault_at = Instant::now();
     let mut exits = Vec::new();
     let mut first_after: Option<Duration> = None;
-    let until = Instant::now() + Duration::from_secs(300);
-    while committed.records.len() < requests.len() && Instant::now() < until {
-        committed.poll_for(Duration::from_millis(250));
-        if first_after.is_none() && committed.records.len() > before {
-            first_after = Some(killed_at.elapsed());
+    let mut longest_gap = Duration::ZERO;
+    let mut fault_took = Duration::ZERO;
+    std::thread::scope(|scope| {
+        let faulting = scope.spawn(|| {
+            fault(&cluster, node);
+            fault_at.elapsed()
+        });
+        // Supervise: restart the processor whenever it exits, as Kubernetes would.
+        let until = Instant::now() + Duration::from_secs(420);
+        let mut last_result = Instant::now();
+        while (committed.records.len() < requests.len() || !faulting.is_finished()) && Instant::now() < until {
+            let seen = committed.records.len();
+            committed.poll_for(Duration::from_millis(250));
+            if committed.records.len() > seen {
+                longest_gap = longest_gap.max(last_result.elapsed());
+                last_result = Instant::now();
+                if first_after.is_none() {
+                    first_after = Some(fault_at.elapsed());
+                }
+            }
+            if let Ok(Some(status)) = server.try_wait() {
+                exits.push(status.code());
+                server = spawn();
+            }
         }
-        if let Ok(Some(status)) = server.try_wait() {
-            exits.push(status.code());
-            server = spawn();
-        }
-    }
+        fault_took = faulting.join().expect("the fault thread");
+    });
+    producing.join().expect("producer thread");
     committed.poll_for(Duration::from_secs(5));
     common::terminate(&mut server, Duration::from_secs(40));
     let line = format!(
-        "{scenario}: node {coordinator} (transaction and group coordinator) after {before} results: first result {first_after:?} later, processor exits {exits:?}, {} results",
+        "{scenario}: node {node} after {before} results: first result {first_after:?} later, longest gap {longest_gap:?}, fault took {fault_took:?}, processor exits {exits:?}, {} results",
         committed.records.len()
     );
     eprintln!("{line}");
@@ -176,7 +261,11 @@ fn survives_a_coordinator_fault(scenario: &str, fault: impl FnOnce(&Cluster, i32
         &format!("cluster: {scenario}"),
         &committed,
         &requests,
-        serde_json::json!({"recovery_s": first_after.map(|d| d.as_secs_f64()), "exits": format!("{exits:?}")}),
+        serde_json::json!({
+            "recovery_s": first_after.map(|d| d.as_secs_f64()),
+            "longest_gap_s": longest_gap.as_secs_f64(),
+            "exits": format!("{exits:?}"),
+        }),
     );
     common::assert_exactly_once(&committed, &requests);
     assert!(exits.iter().all(|code| *code == Some(70)), "the processor ended otherwise than by its watchdog: {line}");

@@ -5,7 +5,7 @@ use rdkafka::admin::AdminClient;
 use rdkafka::client::DefaultClientContext;
 use rdkafka::ClientConfig;
 
-use crate::config::KafkaConfig;
+use crate::config::{GroupProtocol, KafkaConfig};
 use crate::error::{Error, Result};
 
 /// Keys that carry tidal's exactly-once guarantees: a pass-through option may not change them.
@@ -49,7 +49,8 @@ fn base_config(kafka: &KafkaConfig, client_id: &str) -> Result<ClientConfig> {
 }
 
 /// A worker's consumer: manual offsets (they commit inside the producer's transaction),
-/// `read_committed`, cooperative-sticky assignment, statistics every 5 s for the lag gauge.
+/// `read_committed`, incremental assignment (cooperative-sticky, or the broker's under KIP-848),
+/// statistics every 5 s for the lag gauge.
 pub fn consumer_config(kafka: &KafkaConfig, group_id: &str, client_id: &str) -> Result<ClientConfig> {
     let mut config = base_config(kafka, client_id)?;
     config
@@ -58,16 +59,26 @@ pub fn consumer_config(kafka: &KafkaConfig, group_id: &str, client_id: &str) -> 
         .set("enable.auto.offset.store", "false")
         .set("isolation.level", "read_committed")
         .set("auto.offset.reset", "earliest")
-        .set("session.timeout.ms", kafka.session_timeout.as_millis().to_string())
-        .set("heartbeat.interval.ms", (kafka.session_timeout.as_millis() / 3).max(100).to_string())
         .set("max.poll.interval.ms", kafka.max_poll_interval.as_millis().to_string())
-        // Cooperative and balanced across topics: librdkafka's default (eager `range`) gives each
-        // topic's partitions to the lowest member ids, so with 3 topics × 4 partitions and 6
-        // members two sit idle, and every rebalance stops the whole group.
-        .set("partition.assignment.strategy", "cooperative-sticky")
         // Partitions added while running are picked up within seconds, not librdkafka's 5 min.
         .set("topic.metadata.refresh.interval.ms", "10000")
         .set("statistics.interval.ms", "5000");
+    match kafka.group_protocol {
+        GroupProtocol::Classic => {
+            config
+                .set("session.timeout.ms", kafka.session_timeout.as_millis().to_string())
+                .set("heartbeat.interval.ms", (kafka.session_timeout.as_millis() / 3).max(100).to_string())
+                // Cooperative and balanced across topics: librdkafka's default (eager `range`)
+                // gives each topic's partitions to the lowest member ids, so with 3 topics × 4
+                // partitions and 6 members two sit idle, and every rebalance stops the whole group.
+                .set("partition.assignment.strategy", "cooperative-sticky");
+        }
+        // The broker owns the session timeout, the heartbeat interval and the assignor here;
+        // librdkafka refuses the classic keys.
+        GroupProtocol::Consumer => {
+            config.set("group.protocol", "consumer");
+        }
+    }
     Ok(config)
 }
 
@@ -145,4 +156,30 @@ pub fn probe_config(kafka: &KafkaConfig) -> Result<ClientConfig> {
 /// An admin client.
 pub fn admin_client(kafka: &KafkaConfig) -> Result<AdminClient<DefaultClientContext>> {
     base_config(kafka, "tidal-admin")?.create().map_err(|e| Error::kafka("creating the admin client", e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::ServeConfig;
+
+    fn worker_consumer(toml: &str) -> ClientConfig {
+        let cfg = ServeConfig::from_toml(toml).expect("config parses");
+        consumer_config(&cfg.kafka, "g", "c").expect("consumer config")
+    }
+
+    #[test]
+    fn the_group_protocol_chooses_who_assigns_and_who_times_sessions_out() {
+        let classic = worker_consumer("");
+        assert_eq!(classic.get("partition.assignment.strategy"), Some("cooperative-sticky"));
+        assert_eq!(classic.get("session.timeout.ms"), Some("10000"));
+        assert_eq!(classic.get("group.protocol"), None);
+        let kip848 = worker_consumer("[kafka]\ngroup_protocol = \"consumer\"\n");
+        assert_eq!(kip848.get("group.protocol"), Some("consumer"));
+        // librdkafka refuses these with the consumer protocol: the broker owns them.
+        for key in ["partition.assignment.strategy", "session.timeout.ms", "heartbeat.interval.ms"] {
+            assert_eq!(kip848.get(key), None, "{key}");
+        }
+        assert!(ServeConfig::from_toml("[kafka]\ngroup_protocol = \"eager\"\n").is_err());
+    }
 }

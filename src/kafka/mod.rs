@@ -1,10 +1,11 @@
 //! Kafka plumbing: client options (the one place raw librdkafka keys live), the consumer context
-//! (rebalances and statistics), topic administration, transactional error classes, and the
+//! (rebalances and statistics), topic administration, group descriptions (both protocols), transactional error classes, and the
 //! start-up probe (brokers reachable, topics present).
 
 mod admin;
 mod client;
 mod context;
+pub mod groups;
 pub mod probe;
 mod txn_error;
 

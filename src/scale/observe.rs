@@ -19,6 +19,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use crate::config::KafkaConfig;
 use crate::error::{Error, Result};
 use crate::kafka;
+use crate::kafka::groups::describe_group;
 
 /// One partition's offsets.
 #[derive(Debug, Clone, PartialEq)]
@@ -165,21 +166,15 @@ impl Observer {
                 }
             }
         }
-        let groups = self
-            .consumer
-            .fetch_group_list(Some(&self.group), self.timeout)
+        let group = describe_group(self.consumer.client(), &self.group, self.timeout)
             .map_err(|e| Error::kafka(format!("describing group {}", self.group), e))?;
-        let (mut consumers, mut replicas, mut ready_replicas) = (0u32, 0u32, 0u32);
-        let mut group_state = "Unknown".to_string();
-        for group in groups.groups() {
-            consumers = group.members().len() as u32;
-            (replicas, ready_replicas) = count_replicas(group.members().iter().map(|m| m.client_id()));
-            group_state = group.state().to_string();
-            for member in group.members() {
-                for (topic, partition) in member.assignment().map(decode_assignment).unwrap_or_default() {
-                    if let Some(p) = partitions.iter_mut().find(|p| p.topic == topic && p.partition == partition) {
-                        p.owner = Some(member.client_id().to_string());
-                    }
+        let consumers = group.members.len() as u32;
+        let (replicas, ready_replicas) = count_replicas(group.members.iter().map(|m| m.client_id.as_str()));
+        let group_state = group.state;
+        for member in &group.members {
+            for (topic, partition) in &member.assignment {
+                if let Some(p) = partitions.iter_mut().find(|p| &p.topic == topic && p.partition == *partition) {
+                    p.owner = Some(member.client_id.clone());
                 }
             }
         }
@@ -207,35 +202,9 @@ pub fn replica_of(client_id: &str) -> &str {
     }
 }
 
-/// Decodes a consumer-protocol assignment (version, [topic, [partition]], user data); malformed
-/// bytes give what was decoded so far.
-pub fn decode_assignment(bytes: &[u8]) -> Vec<(String, i32)> {
-    let mut out = Vec::new();
-    let mut at = 2usize; // version (int16)
-    let read_i32 = |b: &[u8], at: usize| b.get(at..at + 4).map(|s| i32::from_be_bytes([s[0], s[1], s[2], s[3]]));
-    let Some(topics) = read_i32(bytes, at) else { return out };
-    at += 4;
-    for _ in 0..topics.max(0) {
-        let Some(len) = bytes.get(at..at + 2).map(|s| i16::from_be_bytes([s[0], s[1]])) else { return out };
-        at += 2;
-        let Some(name) = bytes.get(at..at + len.max(0) as usize) else { return out };
-        let topic = String::from_utf8_lossy(name).into_owned();
-        at += len.max(0) as usize;
-        let Some(count) = read_i32(bytes, at) else { return out };
-        at += 4;
-        for _ in 0..count.max(0) {
-            let Some(partition) = read_i32(bytes, at) else { return out };
-            at += 4;
-            out.push((topic.clone(), partition));
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use proptest::prelude::*;
 
     fn part(partition: i32, end: i64, committed: Option<i64>) -> PartitionState {
         PartitionState { topic: "t".into(), partition, end_offset: end, start_offset: 0, committed, owner: None }
@@ -281,20 +250,5 @@ mod tests {
         assert_eq!(count_replicas(ids.into_iter()), (3, 2), "c has 1 of its 2 workers in the group");
         assert_eq!(count_replicas(["app-a-0"].into_iter()), (1, 1));
         assert_eq!(count_replicas(std::iter::empty()), (0, 0));
-    }
-
-    #[test]
-    fn assignments_decode() {
-        let mut bytes = vec![0, 1, 0, 0, 0, 1, 0, 3];
-        bytes.extend(b"abc");
-        bytes.extend([0, 0, 0, 2, 0, 0, 0, 4, 0, 0, 0, 7, 0, 0, 0, 0]);
-        assert_eq!(decode_assignment(&bytes), vec![("abc".to_string(), 4), ("abc".to_string(), 7)]);
-    }
-
-    proptest! {
-        #[test]
-        fn malformed_assignments_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..64)) {
-            let _ = decode_assignment(&bytes);
-        }
     }
 }

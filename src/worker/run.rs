@@ -20,6 +20,7 @@ use super::rewind;
 use super::watchdog::Heartbeat;
 use crate::config::ServeConfig;
 use crate::error::Result;
+use crate::kafka::groups::describe_group;
 use crate::metrics;
 use crate::models::{self, Manifest};
 use crate::shutdown::Shutdown;
@@ -174,13 +175,8 @@ fn twin_is_running(spec: &WorkerSpec, clients: &Clients) -> bool {
     let group = spec.config.group_id();
     let until = Instant::now() + spec.config.kafka.session_timeout;
     loop {
-        if let Ok(list) = clients.consumer.fetch_group_list(Some(&group), Duration::from_secs(5)) {
-            let namesakes = list
-                .groups()
-                .iter()
-                .flat_map(|g| g.members())
-                .filter(|m| m.client_id() == clients.transactional_id)
-                .count();
+        if let Ok(described) = describe_group(clients.consumer.client(), &group, Duration::from_secs(5)) {
+            let namesakes = described.members.iter().filter(|m| m.client_id == clients.transactional_id).count();
             // This worker's own consumer is still a member: a second one is the twin.
             if namesakes >= 2 {
                 return true;

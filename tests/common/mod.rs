@@ -95,6 +95,8 @@ pub struct Record {
     pub headers: HashMap<String, String>,
     pub partition: i32,
     pub offset: i64,
+    /// The record's timestamp (ms since the epoch; a result's is when its worker produced it).
+    pub timestamp_ms: Option<i64>,
 }
 
 impl Record {
@@ -415,6 +417,7 @@ impl Reader {
                         .unwrap_or_default(),
                     partition: m.partition(),
                     offset: m.offset(),
+                    timestamp_ms: m.timestamp().to_millis(),
                 }),
                 Some(Err(e)) => eprintln!("reader: {e}"),
                 None => {}
@@ -568,6 +571,43 @@ pub fn add_partitions(brokers: &str, topic: &str, partitions: usize) {
     for result in runtime.block_on(admin.create_partitions(&[grow], &AdminOptions::new())).expect("create partitions") {
         result.expect("partitions added");
     }
+}
+
+/// Produces sentiment-style `requests` (`{"id", "text"}`, keyed by id) to `topic` at `rate` per
+/// second on a thread of its own; the thread returns when each id was sent (ms since the epoch).
+pub fn paced_producer(
+    brokers: &str,
+    topic: &str,
+    requests: Vec<(String, String)>,
+    rate: f64,
+) -> std::thread::JoinHandle<HashMap<String, i64>> {
+    let (brokers, topic) = (brokers.to_string(), topic.to_string());
+    std::thread::spawn(move || {
+        let producer: BaseProducer =
+            ClientConfig::new().set("bootstrap.servers", &brokers).set("linger.ms", "5").create().expect("producer");
+        let mut sent = HashMap::new();
+        let start = Instant::now();
+        for (i, (id, text)) in requests.iter().enumerate() {
+            let due = start + Duration::from_secs_f64(i as f64 / rate);
+            std::thread::sleep(due.saturating_duration_since(Instant::now()));
+            let value = serde_json::json!({"id": id, "text": text}).to_string();
+            let mut record = BaseRecord::to(&topic).key(id).payload(&value);
+            while let Err((_, back)) = producer.send(record) {
+                producer.poll(Duration::from_millis(5));
+                record = back;
+            }
+            sent.insert(id.clone(), epoch_ms());
+            producer.poll(Duration::ZERO);
+        }
+        producer.flush(Duration::from_secs(60)).expect("flush");
+        sent
+    })
+}
+
+/// Now, in ms since the epoch (the clock record timestamps use).
+pub fn epoch_ms() -> i64 {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    i64::try_from(now.as_millis()).unwrap_or(i64::MAX)
 }
 
 /// Produces one record (key and value) to one partition of `topic` and waits for delivery.
