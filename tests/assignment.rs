@@ -161,7 +161,7 @@ fn scale_out_and_back(protocol: &str) {
     assert_eq!(wait_for_members(&fx.brokers, &group, 1), 1, "{protocol}: the first processor never joined");
     let requests: Vec<(String, String)> =
         (0..(RATE * 36.0) as usize).map(|i| (format!("e{i}"), "x".repeat(1 + i % 40))).collect();
-    let producing = common::paced_producer(&fx.brokers, &fx.requests(), requests.clone(), RATE);
+    let producing = common::paced_producer(&fx.brokers, &fx.requests(), common::text_records(&requests), RATE);
     let mut results = Reader::new(&fx.results(), true);
     let started = common::epoch_ms();
     let poll_until = |reader: &mut Reader, at_s: i64| {
@@ -222,4 +222,38 @@ fn scale_out_and_back(protocol: &str) {
         "rebalance pauses ({protocol}): worst end-to-end latency steady {steady} ms, while scaling 1 -> 4 {out} ms, 4 -> 1 {back} ms; {}",
         lines.join("; ")
     );
+}
+
+#[test]
+fn request_partitions_added_while_serving_are_served_within_seconds_classic() {
+    added_partitions_are_served("classic");
+}
+
+#[test]
+fn request_partitions_added_while_serving_are_served_within_seconds_kip848() {
+    added_partitions_are_served("consumer");
+}
+
+/// A processor serving 2 partitions; the request topic grows to 4 and a request goes to each new
+/// partition: both must be answered well before librdkafka's default metadata refresh (5 min).
+fn added_partitions_are_served(protocol: &str) {
+    let fx = Fixture::for_model("grow", "echo", 2, "");
+    use_protocol(&fx, protocol);
+    let mut server = fx.spawn("p0");
+    let group = format!("tidal-{}", fx.prefix);
+    assert_eq!(wait_for_members(&fx.brokers, &group, 1), 1, "{protocol}: the processor never joined");
+    common::add_partitions(&fx.brokers, &fx.requests(), 4);
+    let grown = Instant::now();
+    for partition in [2, 3] {
+        let id = format!("new-{partition}");
+        let value = serde_json::json!({"id": id, "text": "on a new partition"}).to_string();
+        common::produce_to_partition(&fx.brokers, &fx.requests(), partition, &id, &value);
+    }
+    let mut results = Reader::new(&fx.results(), true);
+    results.read_until(2, Duration::from_secs(90));
+    let took = grown.elapsed();
+    results.poll_for(Duration::from_secs(1));
+    common::terminate(&mut server, Duration::from_secs(40));
+    eprintln!("{protocol}: requests on added partitions answered {took:.1?} after the topic grew");
+    common::assert_each_id_once(&results, ["new-2", "new-3"]);
 }

@@ -192,14 +192,18 @@ fn survives_a_broker_fault(scenario: &str, target: Target, fault: impl FnOnce(&C
     let kafka_extra = "call_timeout = \"5s\"\ntransaction_timeout = \"10s\"\n";
     let fx = Fixture::on_cluster("cluster", &cluster.bootstrap, 4, 3, kafka_extra);
     // Transactions held open a little, so that the kill lands inside one.
-    let config = std::fs::read_to_string(&fx.config_path).unwrap() + "[faults]\ndelay_before_commit = \"100ms\"\n";
+    // Two workers, so that a fault hits two transactions and two group members.
+    let config = std::fs::read_to_string(&fx.config_path).unwrap().replace("workers = 1", "workers = 2")
+        + "[faults]\ndelay_before_commit = \"100ms\"\n";
     std::fs::write(&fx.config_path, config).unwrap();
     let (count, rate) = if common::long_form() { (3000, 25.0) } else { (1500, 20.0) };
     let requests = common::requests(count);
+    let (records, bad) = common::with_bad_input(common::text_records(&requests), 50);
 
     // An instance whose worker's transaction coordinator is the group's coordinator too.
     let group_coordinator =
         cluster.leader_of("__consumer_offsets", coordinator_partition(&format!("tidal-{}", fx.prefix), 4));
+    // (Worker 0's transactional id; worker 1's coordinator falls where it falls.)
     let instance = (0..100)
         .map(|i| format!("pod{i}"))
         .find(|name| {
@@ -213,8 +217,9 @@ fn survives_a_broker_fault(scenario: &str, target: Target, fault: impl FnOnce(&C
     };
     let spawn = || -> Server { fx.spawn(&instance) };
     let mut server = spawn();
-    let producing = common::paced_producer(&cluster.bootstrap, &fx.requests(), requests.clone(), rate);
+    let producing = common::paced_producer(&cluster.bootstrap, &fx.requests(), records, rate);
     let mut committed = Reader::on(&cluster.bootstrap, &fx.results(), true);
+    let mut dlq = Reader::on(&cluster.bootstrap, &fx.dlq(), true);
     committed.read_until(200, Duration::from_secs(180));
     assert!(committed.records.len() >= 200, "no results before the fault");
 
@@ -250,7 +255,10 @@ fn survives_a_broker_fault(scenario: &str, target: Target, fault: impl FnOnce(&C
         fault_took = faulting.join().expect("the fault thread");
     });
     producing.join().expect("producer thread");
+    dlq.read_until(bad.len(), Duration::from_secs(60));
+    // Keep reading: a late duplicate must show.
     committed.poll_for(Duration::from_secs(5));
+    dlq.poll_for(Duration::from_secs(1));
     common::terminate(&mut server, Duration::from_secs(40));
     let line = format!(
         "{scenario}: node {node} after {before} results: first result {first_after:?} later, longest gap {longest_gap:?}, fault took {fault_took:?}, processor exits {exits:?}, {} results",
@@ -265,8 +273,11 @@ fn survives_a_broker_fault(scenario: &str, target: Target, fault: impl FnOnce(&C
             "recovery_s": first_after.map(|d| d.as_secs_f64()),
             "longest_gap_s": longest_gap.as_secs_f64(),
             "exits": format!("{exits:?}"),
+            "workers": 2,
+            "dead_letters": dlq.records.len(),
         }),
     );
     common::assert_exactly_once(&committed, &requests);
+    common::assert_dead_lettered_once(&dlq, &bad);
     assert!(exits.iter().all(|code| *code == Some(70)), "the processor ended otherwise than by its watchdog: {line}");
 }

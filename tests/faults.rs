@@ -96,9 +96,10 @@ fn twin_fences_the_older_process(fx: &Fixture, answered: &[&str], dead: &[&str],
     assert!(newer_status.is_some_and(|s| s.success()), "newer process: {newer_status:?}");
 }
 
-/// Runs a stream of 600 slowed-down requests through one processor on its own broker, applies
-/// `fault` after the first 80 results, and checks exactly-once at the end. Returns the seconds
-/// from the end of the fault to the next committed result.
+/// Runs a stream of 600 slowed-down requests (and 12 bad ones) through one processor with two
+/// workers on its own broker, applies `fault` after the first 80 results, and checks results and
+/// dead letters exactly-once at the end. Returns the seconds from the end of the fault to the next
+/// committed result.
 fn survives(name: &str, port: u16, fault: impl FnOnce(&OwnBroker)) -> f64 {
     let broker = OwnBroker::start(port);
     let fx = Fixture::on_broker(
@@ -108,9 +109,13 @@ fn survives(name: &str, port: u16, fault: impl FnOnce(&OwnBroker)) -> f64 {
         "transaction_timeout = \"10s\"",
         "[batch]\nmax_batch = 8\n[faults]\ndelay_before_commit = \"100ms\"\n",
     );
+    let config = std::fs::read_to_string(&fx.config_path).unwrap().replace("workers = 1", "workers = 2");
+    std::fs::write(&fx.config_path, config).unwrap();
     let reqs = requests(600);
-    fx.produce_texts(&reqs);
+    let (records, bad) = common::with_bad_input(common::text_records(&reqs), 50);
+    fx.produce(&records.into_iter().map(|(k, v)| (Some(k), Some(v))).collect::<Vec<_>>());
     let mut committed = Reader::on(&fx.brokers, &fx.results(), true);
+    let mut dlq = Reader::on(&fx.brokers, &fx.dlq(), true);
     let (mut server, log) = fx.spawn_logged("f", "serve.log");
     committed.read_until(80, Duration::from_secs(120));
     assert!(committed.records.len() < reqs.len(), "the fault must land mid-stream");
@@ -136,13 +141,18 @@ fn survives(name: &str, port: u16, fault: impl FnOnce(&OwnBroker)) -> f64 {
         );
     }
     committed.read_until(reqs.len(), Duration::from_secs(240));
+    dlq.read_until(bad.len(), Duration::from_secs(60));
+    // Keep reading: a late duplicate must show.
     committed.poll_for(Duration::from_secs(3));
+    dlq.poll_for(Duration::from_secs(1));
     let running = server.try_wait().unwrap().is_none();
     let status = terminate(&mut server, Duration::from_secs(40));
     let text = std::fs::read_to_string(&log).unwrap_or_default();
-    common::report_scenario(name, &committed, &reqs, serde_json::json!({"recovery_s": recovery}));
+    let extra = serde_json::json!({"recovery_s": recovery, "workers": 2, "dead_letters": dlq.records.len()});
+    common::report_scenario(name, &committed, &reqs, extra);
     assert!(running, "the processor must survive the fault; its log:\n{text}");
     assert_exactly_once(&committed, &reqs);
+    common::assert_dead_lettered_once(&dlq, &bad);
     assert!(status.is_some_and(|s| s.success()), "exit after SIGTERM: {status:?}; log:\n{text}");
     let count = |needle: &str| text.lines().filter(|l| l.contains(needle)).count();
     eprintln!(
@@ -264,15 +274,9 @@ fn repeated_sigkills_and_restarts_lose_and_duplicate_nothing() {
         .replace("models = [\"sentiment\"]", "models = [\"sentiment\", \"ocr\"]");
     std::fs::write(&fx.config_path, config).unwrap();
     let reqs = requests(400 + 100 * kills);
-    let bad: Vec<(Option<String>, Option<Vec<u8>>)> =
-        (0..reqs.len() / 50).map(|i| (Some(format!("bad{i}")), Some(format!("not json {i}").into_bytes()))).collect();
-    let mut records: Vec<(Option<String>, Option<Vec<u8>>)> = Vec::new();
-    for (i, (id, text)) in reqs.iter().enumerate() {
-        records.push((Some(id.clone()), Some(serde_json::json!({"id": id, "text": text}).to_string().into_bytes())));
-        if i % 50 == 25 {
-            records.push(bad[i / 50].clone());
-        }
-    }
+    let (records, bad) = common::with_bad_input(common::text_records(&reqs), 50);
+    let records: Vec<(Option<String>, Option<Vec<u8>>)> =
+        records.into_iter().map(|(k, v)| (Some(k), Some(v))).collect();
     fx.produce(&records);
     let page =
         std::fs::read(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/ocr/sans-28.png")).unwrap();
@@ -313,11 +317,7 @@ fn repeated_sigkills_and_restarts_lose_and_duplicate_nothing() {
     common::report_scenario(&format!("SIGKILL + restart ×{kills} (text + OCR + bad input)"), &committed, &reqs, extra);
     assert_exactly_once(&committed, &reqs);
     assert_exactly_once(&ocr, &pages);
-    let mut dead: Vec<String> = dlq.records.iter().map(|r| r.key.clone().unwrap_or_default()).collect();
-    dead.sort();
-    let mut wanted: Vec<String> = bad.iter().map(|(k, _)| k.clone().unwrap_or_default()).collect();
-    wanted.sort();
-    assert_eq!(dead, wanted, "each bad request dead-lettered exactly once");
+    common::assert_dead_lettered_once(&dlq, &bad);
     assert!(status.is_some_and(|s| s.success()), "exit on SIGTERM: {status:?}");
     eprintln!("{kills} kills: first result after each restart within {recoveries:.1?} s");
 }
@@ -389,7 +389,7 @@ fn under_load(name: &str, scenario: &str, factor: f64, duration: Duration) -> (f
     let mut committed = Reader::new(&fx.results(), true);
     committed.poll_for(Duration::from_secs(3)); // the warm-up answers
     let warm_results = committed.records.len();
-    let producing = common::paced_producer(&fx.brokers, &fx.requests(), reqs.clone(), rate);
+    let producing = common::paced_producer(&fx.brokers, &fx.requests(), common::text_records(&reqs), rate);
     let started = Instant::now();
     let mut rss = Vec::new();
     while !producing.is_finished() {

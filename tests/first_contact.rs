@@ -151,6 +151,10 @@ fn doctor_passes_a_ready_set_up_and_names_the_fix_for_each_failure() {
     assert_eq!(code, Some(0), "a ready set-up passes:\n{stdout}{stderr}");
     assert!(stdout.contains(&format!("✓ topic {} present", fx.requests())), "{stdout}");
     assert!(stdout.contains("✓ model sentiment") && stdout.contains("answers its sample"), "{stdout}");
+    // No authorizer on the test broker: every operation is granted.
+    assert!(stdout.contains(&format!("✓ topic {}: this principal may read", fx.requests())), "{stdout}");
+    assert!(stdout.contains(&format!("✓ topic {}: this principal may write", fx.results())), "{stdout}");
+    assert!(stdout.contains(&format!("✓ topic {}: this principal may write", fx.dlq())), "{stdout}");
 
     // The same configuration against topics that were never created, and a busy metrics port.
     let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

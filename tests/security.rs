@@ -121,6 +121,19 @@ fn a_scram_processor_serves_exactly_once_with_the_documented_acls_and_no_more() 
     assert!(results.records.is_empty(), "results written without any ACL");
     let before = std::fs::read_to_string(&log).unwrap();
     assert!(before.to_lowercase().contains("authoriz"), "the denial is logged:\n{before}");
+    let doctor = || {
+        let out = tidal().args(["doctor", "--config", config.to_str().unwrap()]).output().unwrap();
+        (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    let (code, checklist) = doctor();
+    assert_eq!(code, Some(1), "doctor must fail without ACLs:\n{checklist}");
+    for topic in ["tidal.requests.sentiment", "tidal.results.sentiment", "tidal.dlq"] {
+        assert!(checklist.contains(&format!("✗ topic {topic}: the brokers would not describe it")), "{checklist}");
+    }
+    assert!(
+        checklist.contains("fix: kafka-acls.sh") && checklist.contains("--allow-principal User:tidal"),
+        "{checklist}"
+    );
 
     // The README's ACLs: everything is answered, exactly once.
     let acls = Command::new("bash").args(["-euo", "pipefail", "-c", &readme_acls(&plaintext)]).output().unwrap();
@@ -128,6 +141,12 @@ fn a_scram_processor_serves_exactly_once_with_the_documented_acls_and_no_more() 
     results.read_until(50, Duration::from_secs(120));
     results.poll_for(Duration::from_secs(2));
     common::assert_exactly_once(&results, &requests);
+    // With the ACLs, doctor finds the group's and the topics' operations granted.
+    let (_, checklist) = doctor();
+    assert!(checklist.contains("✓ group tidal-tidal: this principal may read"), "{checklist}");
+    assert!(checklist.contains("✓ topic tidal.requests.sentiment: this principal may read"), "{checklist}");
+    assert!(checklist.contains("✓ topic tidal.results.sentiment: this principal may write"), "{checklist}");
+    assert!(checklist.contains("✓ topic tidal.dlq: this principal may write"), "{checklist}");
 
     let whole_log = std::fs::read_to_string(&log).unwrap();
     assert!(!whole_log.contains(&password), "the password leaked into the log");

@@ -4,8 +4,9 @@
 
 use std::time::Duration;
 
+use rdkafka::types::RDKafkaErrorCode;
 use tidal::config::ServeConfig;
-use tidal::kafka::{self, probe, TopicReport};
+use tidal::kafka::{self, access, probe, TopicReport};
 use tidal::{models, tools};
 
 use super::serve::ServeArgs;
@@ -50,13 +51,10 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
                 cluster.topics.len()
             )));
             checks.extend(topic_checks(&config, cluster).await);
+            checks.extend(tokio::task::block_in_place(|| access_checks(&config)));
         }
         Err(e) => checks.push(Check::fail(e.to_string(), "start the broker, or point --brokers / kafka.brokers at it")),
     }
-    checks.push(Check::skip(
-        "ACLs: not checked (the client library has no DescribeAcls); a topic the principal may not describe shows \
-         above as missing",
-    ));
     checks.extend(tokio::task::block_in_place(|| model_checks(&config)));
     checks.push(metrics_check(&config));
     let failed = checks.iter().filter(|c| c.passed == Some(false)).count();
@@ -114,6 +112,82 @@ async fn topic_checks(config: &ServeConfig, cluster: &probe::Cluster) -> Vec<Che
         })),
     }
     checks
+}
+
+/// What the brokers' authorizer grants this principal, against what `serve` needs: Read on the
+/// group and the request topics, Write on the result and dead-letter topics. Transactional ids
+/// cannot be described by a client, so their ACL is only named.
+fn access_checks(config: &ServeConfig) -> Vec<Check> {
+    let admin = match kafka::admin_client(&config.kafka) {
+        Ok(admin) => admin,
+        Err(e) => return vec![Check::fail(format!("admin client: {e}"), "fix [kafka] in the configuration")],
+    };
+    let timeout = Duration::from_secs(10);
+    let principal =
+        config.kafka.security.username.as_deref().map_or("<principal>".to_string(), |u| format!("User:{u}"));
+    let acl = |operation: &str, resource: &str| {
+        format!(
+            "kafka-acls.sh --bootstrap-server {} --add --allow-principal {principal} --operation {operation} --operation Describe {resource}",
+            config.kafka.brokers
+        )
+    };
+    let judge = |what: String, granted: &access::Granted, operation: &str, resource: String| match granted {
+        Ok(ops) if ops.iter().any(|op| op == operation || op == "ALL") => {
+            Check::pass(format!("{what}: this principal may {}", operation.to_lowercase()))
+        }
+        Ok(ops) => Check::fail(
+            format!("{what}: this principal may not {} (granted: {})", operation.to_lowercase(), list(ops)),
+            acl(&capitalised(operation), &resource),
+        ),
+        Err(code) => Check::fail(
+            format!("{what}: the brokers would not describe it ({code})"),
+            acl(&capitalised(operation), &resource),
+        ),
+    };
+    let mut checks = Vec::new();
+    let group = config.group_id();
+    match access::group_operations(admin.inner(), &group, timeout) {
+        Ok(Err(RDKafkaErrorCode::GroupIdNotFound)) => checks.push(Check::skip(format!(
+            "group {group}: no member yet, so its ACLs cannot be read; serve needs Read on it"
+        ))),
+        Ok(granted) => checks.push(judge(format!("group {group}"), &granted, "READ", format!("--group {group}"))),
+        Err(e) => checks.push(Check::fail(format!("group {group}: {e}"), "see the Kafka check above")),
+    }
+    let topics = config.topics_needed();
+    match access::topic_operations(admin.inner(), &topics, timeout) {
+        Ok(granted) => {
+            for (topic, granted) in &granted {
+                if granted == &Err(RDKafkaErrorCode::UnknownTopicOrPartition) {
+                    continue; // Reported as missing above.
+                }
+                let writes = topic == &config.topics.dead_letter || topic.starts_with(&config.topics.result_prefix);
+                let operation = if writes { "WRITE" } else { "READ" };
+                checks.push(judge(format!("topic {topic}"), granted, operation, format!("--topic {topic}")));
+            }
+        }
+        Err(e) => checks.push(Check::fail(format!("topic ACLs: {e}"), "see the Kafka check above")),
+    }
+    checks.push(Check::skip(format!(
+        "transactional ids {}-*: Kafka does not describe them to clients; serve needs Write on them ({})",
+        config.app,
+        acl("Write", &format!("--transactional-id {}- --resource-pattern-type prefixed", config.app))
+    )));
+    checks
+}
+
+fn list(operations: &[String]) -> String {
+    if operations.is_empty() {
+        "nothing".into()
+    } else {
+        operations.iter().map(|op| op.to_lowercase()).collect::<Vec<_>>().join(", ")
+    }
+}
+
+/// `READ` → `Read`, as kafka-acls.sh spells operations.
+fn capitalised(operation: &str) -> String {
+    let lower = operation.to_lowercase();
+    let mut chars = lower.chars();
+    chars.next().map_or(String::new(), |first| first.to_uppercase().chain(chars).collect())
 }
 
 fn model_checks(config: &ServeConfig) -> Vec<Check> {

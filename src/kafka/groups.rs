@@ -1,16 +1,17 @@
 //! A consumer group's state, members and their partitions, read with librdkafka's
 //! `DescribeConsumerGroups` admin call, which answers for groups of both protocols: the classic
 //! `DescribeGroups` request (what rdkafka's `fetch_group_list` sends) shows a KIP-848 group
-//! (`kafka.group_protocol = "consumer"`) as `Dead` with no members. rdkafka has no safe wrapper
-//! for the call yet, so the FFI is confined to this module.
+//! (`kafka.group_protocol = "consumer"`) as `Dead` with no members. The FFI plumbing is in
+//! `ffi`.
 
-use std::ffi::{c_char, CStr, CString};
+use std::ffi::CString;
 use std::time::Duration;
 
 use rdkafka::bindings as rd;
 use rdkafka::client::{Client, ClientContext};
 use rdkafka::error::KafkaError;
-use rdkafka::types::RDKafkaErrorCode;
+
+use super::ffi::{admin_call, text};
 
 /// One member of a group: its client id and the partitions it owns now.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,43 +38,26 @@ pub fn describe_group<C: ClientContext>(
 ) -> Result<GroupDescription, KafkaError> {
     let group_c = CString::new(group)
         .map_err(|_| KafkaError::AdminOpCreation(format!("group id {group:?} contains a NUL byte")))?;
-    let timeout_ms = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
-    let rk = client.native_ptr();
-    // SAFETY: `rk` is a live client for the duration of this call (`client` is borrowed). Every
-    // object created here (queue, options, event) is destroyed before returning, and every
-    // pointer read from the result event is used only while the event is alive; strings are
-    // copied out.
+    let mut groups = [group_c.as_ptr()];
+    // SAFETY: `groups` outlives the call; the result is read only while its event is alive and
+    // strings are copied out.
     unsafe {
-        let queue = rd::rd_kafka_queue_new(rk);
-        let options =
-            rd::rd_kafka_AdminOptions_new(rk, rd::rd_kafka_admin_op_t::RD_KAFKA_ADMIN_OP_DESCRIBECONSUMERGROUPS);
-        let mut errstr = [0 as c_char; 256];
-        rd::rd_kafka_AdminOptions_set_request_timeout(options, timeout_ms, errstr.as_mut_ptr(), errstr.len());
-        let mut groups = [group_c.as_ptr()];
-        rd::rd_kafka_DescribeConsumerGroups(rk, groups.as_mut_ptr(), 1, options, queue);
-        rd::rd_kafka_AdminOptions_destroy(options);
-        let event = rd::rd_kafka_queue_poll(queue, timeout_ms.saturating_add(1000));
-        let described = if event.is_null() {
-            Err(KafkaError::AdminOp(RDKafkaErrorCode::OperationTimedOut))
-        } else {
-            let described = read_description(event);
-            rd::rd_kafka_event_destroy(event);
-            described
-        };
-        rd::rd_kafka_queue_destroy(queue);
-        described
+        admin_call(
+            client,
+            rd::rd_kafka_admin_op_t::RD_KAFKA_ADMIN_OP_DESCRIBECONSUMERGROUPS,
+            timeout,
+            false,
+            |rk, options, queue| rd::rd_kafka_DescribeConsumerGroups(rk, groups.as_mut_ptr(), 1, options, queue),
+            |event| read_description(event),
+        )?
     }
 }
 
 /// Reads the one group of a `DescribeConsumerGroups` result event.
 ///
 /// # Safety
-/// `event` must be a live, non-null result event of `rd_kafka_DescribeConsumerGroups`.
+/// `event` must be a live, successful result event of `rd_kafka_DescribeConsumerGroups`.
 unsafe fn read_description(event: *mut rd::rd_kafka_event_t) -> Result<GroupDescription, KafkaError> {
-    let code = rd::rd_kafka_event_error(event);
-    if code != rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR {
-        return Err(KafkaError::AdminOp(code.into()));
-    }
     let result = rd::rd_kafka_event_DescribeConsumerGroups_result(event);
     let mut count = 0usize;
     let descriptions = rd::rd_kafka_DescribeConsumerGroups_result_groups(result, &mut count);
@@ -117,16 +101,4 @@ unsafe fn partitions(assignment: *const rd::rd_kafka_MemberAssignment_t) -> Vec<
     }
     let count = usize::try_from((*list).cnt).unwrap_or(0);
     std::slice::from_raw_parts((*list).elems, count).iter().map(|p| (text(p.topic), p.partition)).collect()
-}
-
-/// A C string copied out (empty when null).
-///
-/// # Safety
-/// `pointer` must be null or a NUL-terminated string alive for this call.
-unsafe fn text(pointer: *const c_char) -> String {
-    if pointer.is_null() {
-        String::new()
-    } else {
-        CStr::from_ptr(pointer).to_string_lossy().into_owned()
-    }
 }

@@ -2,9 +2,11 @@
 //! (rebalances and statistics), topic administration, group descriptions (both protocols), transactional error classes, and the
 //! start-up probe (brokers reachable, topics present).
 
+pub mod access;
 mod admin;
 mod client;
 mod context;
+mod ffi;
 pub mod groups;
 pub mod probe;
 mod txn_error;

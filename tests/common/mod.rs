@@ -459,6 +459,21 @@ pub fn assert_exactly_once(reader: &Reader, expected: &[(String, String)]) {
 pub fn assert_each_id_once<'a>(reader: &Reader, ids: impl IntoIterator<Item = &'a str>) {
     let counts = reader.id_counts();
     let duplicates: Vec<_> = counts.iter().filter(|(_, &c)| c > 1).collect();
+    if !duplicates.is_empty() {
+        // Where each copy sits and who wrote it: what a diagnosis starts from.
+        for record in &reader.records {
+            let id = record.json()["id"].as_str().unwrap_or_default().to_string();
+            if counts.get(&id).is_some_and(|&c| c > 1) {
+                eprintln!(
+                    "duplicate {id}: partition {} offset {} timestamp {:?} processor {:?}",
+                    record.partition,
+                    record.offset,
+                    record.timestamp_ms,
+                    record.headers.get("tidal.processor")
+                );
+            }
+        }
+    }
     assert!(duplicates.is_empty(), "duplicates in read_committed: {duplicates:?}");
     let wanted: std::collections::HashSet<&str> = ids.into_iter().collect();
     let got: std::collections::HashSet<&str> = counts.keys().map(String::as_str).collect();
@@ -573,12 +588,44 @@ pub fn add_partitions(brokers: &str, topic: &str, partitions: usize) {
     }
 }
 
-/// Produces sentiment-style `requests` (`{"id", "text"}`, keyed by id) to `topic` at `rate` per
-/// second on a thread of its own; the thread returns when each id was sent (ms since the epoch).
+/// Sentiment requests as (key, value) records: `{"id", "text"}` keyed by id.
+pub fn text_records(requests: &[(String, String)]) -> Vec<(String, Vec<u8>)> {
+    requests
+        .iter()
+        .map(|(id, text)| (id.clone(), serde_json::json!({"id": id, "text": text}).to_string().into_bytes()))
+        .collect()
+}
+
+/// `records` with a bad one (not JSON, keyed `bad<n>`) after every `every`th: what a fault
+/// scenario mixes in to check the dead-letter topic exactly-once too. Returns the bad keys.
+pub fn with_bad_input(records: Vec<(String, Vec<u8>)>, every: usize) -> (Vec<(String, Vec<u8>)>, Vec<String>) {
+    let (mut mixed, mut bad) = (Vec::with_capacity(records.len() + records.len() / every), Vec::new());
+    for (i, record) in records.into_iter().enumerate() {
+        mixed.push(record);
+        if i % every == every / 2 {
+            let key = format!("bad{}", bad.len());
+            mixed.push((key.clone(), format!("not json {key}").into_bytes()));
+            bad.push(key);
+        }
+    }
+    (mixed, bad)
+}
+
+/// Each key in `keys` dead-lettered exactly once in what `dlq` saw, and nothing else.
+pub fn assert_dead_lettered_once(dlq: &Reader, keys: &[String]) {
+    let mut dead: Vec<String> = dlq.records.iter().map(|r| r.key.clone().unwrap_or_default()).collect();
+    dead.sort();
+    let mut wanted = keys.to_vec();
+    wanted.sort();
+    assert_eq!(dead, wanted, "each bad request dead-lettered exactly once");
+}
+
+/// Produces (key, value) `records` to `topic` at `rate` per second on a thread of its own; the
+/// thread returns when each key was sent (ms since the epoch).
 pub fn paced_producer(
     brokers: &str,
     topic: &str,
-    requests: Vec<(String, String)>,
+    records: Vec<(String, Vec<u8>)>,
     rate: f64,
 ) -> std::thread::JoinHandle<HashMap<String, i64>> {
     let (brokers, topic) = (brokers.to_string(), topic.to_string());
@@ -587,16 +634,15 @@ pub fn paced_producer(
             ClientConfig::new().set("bootstrap.servers", &brokers).set("linger.ms", "5").create().expect("producer");
         let mut sent = HashMap::new();
         let start = Instant::now();
-        for (i, (id, text)) in requests.iter().enumerate() {
+        for (i, (key, value)) in records.iter().enumerate() {
             let due = start + Duration::from_secs_f64(i as f64 / rate);
             std::thread::sleep(due.saturating_duration_since(Instant::now()));
-            let value = serde_json::json!({"id": id, "text": text}).to_string();
-            let mut record = BaseRecord::to(&topic).key(id).payload(&value);
+            let mut record = BaseRecord::to(&topic).key(key).payload(value);
             while let Err((_, back)) = producer.send(record) {
                 producer.poll(Duration::from_millis(5));
                 record = back;
             }
-            sent.insert(id.clone(), epoch_ms());
+            sent.insert(key.clone(), epoch_ms());
             producer.poll(Duration::ZERO);
         }
         producer.flush(Duration::from_secs(60)).expect("flush");
