@@ -299,6 +299,7 @@ impl Fixture {
         let producer: BaseProducer = ClientConfig::new()
             .set("bootstrap.servers", &self.brokers)
             .set("linger.ms", "5")
+            .set("enable.idempotence", "true")
             .set("message.max.bytes", "16777216")
             .create()
             .unwrap();
@@ -631,7 +632,15 @@ pub fn paced_producer(
     let (brokers, topic) = (brokers.to_string(), topic.to_string());
     std::thread::spawn(move || {
         let producer: BaseProducer =
-            ClientConfig::new().set("bootstrap.servers", &brokers).set("linger.ms", "5").create().expect("producer");
+            // Idempotent: a stream that outlives a broker fault would otherwise write a request
+            // twice when a produce is retried to the partition's new leader — two requests, two
+            // (correct) answers, and a duplicate that is the test's own.
+            ClientConfig::new()
+                .set("bootstrap.servers", &brokers)
+                .set("linger.ms", "5")
+                .set("enable.idempotence", "true")
+                .create()
+                .expect("producer");
         let mut sent = HashMap::new();
         let start = Instant::now();
         for (i, (key, value)) in records.iter().enumerate() {
