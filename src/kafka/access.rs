@@ -14,7 +14,7 @@ use rdkafka::client::{Client, ClientContext};
 use rdkafka::error::KafkaError;
 use rdkafka::types::RDKafkaErrorCode;
 
-use super::ffi::{admin_call, text};
+use super::ffi::{admin_call, describe_consumer_group, text};
 
 /// Operations granted on one resource (`READ`, `WRITE`, `DESCRIBE`, ... as Kafka names them), or
 /// why the brokers would not describe it (e.g. `TopicAuthorizationFailed`, `GroupIdNotFound`).
@@ -76,37 +76,12 @@ pub fn group_operations<C: ClientContext>(
     group: &str,
     timeout: Duration,
 ) -> Result<Granted, KafkaError> {
-    let group_c = CString::new(group)
-        .map_err(|_| KafkaError::AdminOpCreation(format!("group id {group:?} contains a NUL byte")))?;
-    let mut groups = [group_c.as_ptr()];
-    // SAFETY: as in `topic_operations`; `groups` outlives the call.
-    unsafe {
-        admin_call(
-            client,
-            rd::rd_kafka_admin_op_t::RD_KAFKA_ADMIN_OP_DESCRIBECONSUMERGROUPS,
-            timeout,
-            true,
-            |rk, options, queue| rd::rd_kafka_DescribeConsumerGroups(rk, groups.as_mut_ptr(), 1, options, queue),
-            |event| {
-                let result = rd::rd_kafka_event_DescribeConsumerGroups_result(event);
-                let mut count = 0usize;
-                let described = rd::rd_kafka_DescribeConsumerGroups_result_groups(result, &mut count);
-                if described.is_null() || count == 0 {
-                    return Err(RDKafkaErrorCode::GroupIdNotFound);
-                }
-                let description = *described;
-                let error = rd::rd_kafka_ConsumerGroupDescription_error(description);
-                if !error.is_null()
-                    && rd::rd_kafka_error_code(error) != rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR
-                {
-                    return Err(rd::rd_kafka_error_code(error).into());
-                }
-                let mut n = 0usize;
-                let ops = rd::rd_kafka_ConsumerGroupDescription_authorized_operations(description, &mut n);
-                Ok(operation_names(ops, n))
-            },
-        )
-    }
+    // SAFETY: the description is alive for the call (`describe_consumer_group`).
+    describe_consumer_group(client, group, timeout, true, |description| unsafe {
+        let mut count = 0usize;
+        let ops = rd::rd_kafka_ConsumerGroupDescription_authorized_operations(description, &mut count);
+        operation_names(ops, count)
+    })
 }
 
 /// Kafka's names of `count` ACL operations at `ops` (none when null).

@@ -3,7 +3,7 @@
 //! timeout, one result event read and destroyed. Every `unsafe` block of the Kafka code is here or
 //! in those two modules.
 
-use std::ffi::{c_char, CStr};
+use std::ffi::{c_char, CStr, CString};
 use std::time::Duration;
 
 use rdkafka::bindings as rd;
@@ -55,6 +55,49 @@ pub(super) unsafe fn admin_call<C: ClientContext, T>(
     };
     rd::rd_kafka_queue_destroy(queue);
     answer
+}
+
+/// Describes consumer group `group` (with the principal's authorized operations when
+/// `with_operations`) and hands its description to `read`, which may use the pointer only during
+/// the call; or the group's own error code (e.g. `GroupIdNotFound`, `GroupAuthorizationFailed`).
+pub(super) fn describe_consumer_group<C: ClientContext, T>(
+    client: &Client<C>,
+    group: &str,
+    timeout: Duration,
+    with_operations: bool,
+    read: impl FnOnce(*const rd::rd_kafka_ConsumerGroupDescription_t) -> T,
+) -> Result<Result<T, RDKafkaErrorCode>, KafkaError> {
+    let group_c = CString::new(group)
+        .map_err(|_| KafkaError::AdminOpCreation(format!("group id {group:?} contains a NUL byte")))?;
+    let mut groups = [group_c.as_ptr()];
+    let op = rd::rd_kafka_admin_op_t::RD_KAFKA_ADMIN_OP_DESCRIBECONSUMERGROUPS;
+    // SAFETY: `groups` outlives the call; the description is read only while its event is alive.
+    unsafe {
+        admin_call(
+            client,
+            op,
+            timeout,
+            with_operations,
+            |rk, options, queue| rd::rd_kafka_DescribeConsumerGroups(rk, groups.as_mut_ptr(), 1, options, queue),
+            |event| {
+                let result = rd::rd_kafka_event_DescribeConsumerGroups_result(event);
+                let mut count = 0usize;
+                let described = rd::rd_kafka_DescribeConsumerGroups_result_groups(result, &mut count);
+                if described.is_null() || count == 0 {
+                    return Err(RDKafkaErrorCode::GroupIdNotFound);
+                }
+                let description = *described;
+                let error = rd::rd_kafka_ConsumerGroupDescription_error(description);
+                if !error.is_null() {
+                    let code = rd::rd_kafka_error_code(error);
+                    if code != rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR {
+                        return Err(code.into());
+                    }
+                }
+                Ok(read(description))
+            },
+        )
+    }
 }
 
 /// A C string copied out (empty when null).

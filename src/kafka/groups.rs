@@ -4,14 +4,14 @@
 //! (`kafka.group_protocol = "consumer"`) as `Dead` with no members. The FFI plumbing is in
 //! `ffi`.
 
-use std::ffi::CString;
 use std::time::Duration;
 
 use rdkafka::bindings as rd;
 use rdkafka::client::{Client, ClientContext};
 use rdkafka::error::KafkaError;
+use rdkafka::types::RDKafkaErrorCode;
 
-use super::ffi::{admin_call, text};
+use super::ffi::{describe_consumer_group, text};
 
 /// One member of a group: its client id and the partitions it owns now.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,44 +36,19 @@ pub fn describe_group<C: ClientContext>(
     group: &str,
     timeout: Duration,
 ) -> Result<GroupDescription, KafkaError> {
-    let group_c = CString::new(group)
-        .map_err(|_| KafkaError::AdminOpCreation(format!("group id {group:?} contains a NUL byte")))?;
-    let mut groups = [group_c.as_ptr()];
-    // SAFETY: `groups` outlives the call; the result is read only while its event is alive and
-    // strings are copied out.
-    unsafe {
-        admin_call(
-            client,
-            rd::rd_kafka_admin_op_t::RD_KAFKA_ADMIN_OP_DESCRIBECONSUMERGROUPS,
-            timeout,
-            false,
-            |rk, options, queue| rd::rd_kafka_DescribeConsumerGroups(rk, groups.as_mut_ptr(), 1, options, queue),
-            |event| read_description(event),
-        )?
+    // SAFETY: the description is alive for the call (`describe_consumer_group`).
+    match describe_consumer_group(client, group, timeout, false, |d| unsafe { read_description(d) })? {
+        Ok(description) => Ok(description),
+        Err(RDKafkaErrorCode::GroupIdNotFound) => Ok(GroupDescription { state: "Dead".into(), members: Vec::new() }),
+        Err(code) => Err(KafkaError::AdminOp(code)),
     }
 }
 
-/// Reads the one group of a `DescribeConsumerGroups` result event.
+/// A group's state and members, read from its description.
 ///
 /// # Safety
-/// `event` must be a live, successful result event of `rd_kafka_DescribeConsumerGroups`.
-unsafe fn read_description(event: *mut rd::rd_kafka_event_t) -> Result<GroupDescription, KafkaError> {
-    let result = rd::rd_kafka_event_DescribeConsumerGroups_result(event);
-    let mut count = 0usize;
-    let descriptions = rd::rd_kafka_DescribeConsumerGroups_result_groups(result, &mut count);
-    if descriptions.is_null() || count == 0 {
-        return Err(KafkaError::AdminOpCreation("the coordinator's answer holds no group".into()));
-    }
-    let description = *descriptions;
-    let error = rd::rd_kafka_ConsumerGroupDescription_error(description);
-    if !error.is_null() {
-        return match rd::rd_kafka_error_code(error) {
-            rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_GROUP_ID_NOT_FOUND => {
-                Ok(GroupDescription { state: "Dead".into(), members: Vec::new() })
-            }
-            code => Err(KafkaError::AdminOp(code.into())),
-        };
-    }
+/// `description` must point to a live group description.
+unsafe fn read_description(description: *const rd::rd_kafka_ConsumerGroupDescription_t) -> GroupDescription {
     let state = text(rd::rd_kafka_consumer_group_state_name(rd::rd_kafka_ConsumerGroupDescription_state(description)));
     let members = (0..rd::rd_kafka_ConsumerGroupDescription_member_count(description))
         .map(|i| {
@@ -84,7 +59,7 @@ unsafe fn read_description(event: *mut rd::rd_kafka_event_t) -> Result<GroupDesc
             }
         })
         .collect();
-    Ok(GroupDescription { state, members })
+    GroupDescription { state, members }
 }
 
 /// The topic-partitions of a member's assignment (none when absent).
