@@ -61,10 +61,13 @@ impl Cluster {
         script(&[action, &BASE_PORT.to_string(), &node.to_string()]);
     }
 
+    fn metadata_client(&self) -> BaseConsumer {
+        ClientConfig::new().set("bootstrap.servers", &self.bootstrap).create().expect("metadata client")
+    }
+
     /// Waits until every partition of every topic has all three replicas in sync again.
     fn wait_fully_replicated(&self) {
-        let consumer: BaseConsumer =
-            ClientConfig::new().set("bootstrap.servers", &self.bootstrap).create().expect("metadata client");
+        let consumer = self.metadata_client();
         let until = Instant::now() + Duration::from_secs(120);
         loop {
             let lagging = consumer.fetch_metadata(None, Duration::from_secs(10)).map_or(usize::MAX, |m| {
@@ -80,8 +83,7 @@ impl Cluster {
 
     /// The node leading most partitions of `topic`, other than `except`.
     fn busiest_leader(&self, topic: &str, except: i32) -> i32 {
-        let consumer: BaseConsumer =
-            ClientConfig::new().set("bootstrap.servers", &self.bootstrap).create().expect("metadata client");
+        let consumer = self.metadata_client();
         let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10)).expect("metadata");
         let mut led = std::collections::BTreeMap::new();
         for p in metadata.topics()[0].partitions() {
@@ -95,8 +97,7 @@ impl Cluster {
 
     /// The node leading `partition` of the internal `topic`.
     fn leader_of(&self, topic: &str, partition: i32) -> i32 {
-        let consumer: BaseConsumer =
-            ClientConfig::new().set("bootstrap.servers", &self.bootstrap).create().expect("metadata client");
+        let consumer = self.metadata_client();
         let until = Instant::now() + Duration::from_secs(60);
         loop {
             let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10)).expect("metadata");

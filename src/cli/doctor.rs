@@ -11,6 +11,8 @@ use tidal::{models, tools};
 
 use super::serve::ServeArgs;
 
+type Admin = rdkafka::admin::AdminClient<rdkafka::client::DefaultClientContext>;
+
 /// One line of the checklist.
 struct Check {
     /// `None`: not checked (said why).
@@ -50,8 +52,13 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
                 cluster.brokers,
                 cluster.topics.len()
             )));
-            checks.extend(topic_checks(&config, cluster).await);
-            checks.extend(tokio::task::block_in_place(|| access_checks(&config)));
+            match kafka::admin_client(&config.kafka) {
+                Ok(admin) => {
+                    checks.extend(topic_checks(&config, cluster, &admin).await);
+                    checks.extend(tokio::task::block_in_place(|| access_checks(&config, &admin)));
+                }
+                Err(e) => checks.push(Check::fail(format!("admin client: {e}"), "fix [kafka] in the configuration")),
+            }
         }
         Err(e) => checks.push(Check::fail(e.to_string(), "start the broker, or point --brokers / kafka.brokers at it")),
     }
@@ -77,7 +84,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
 }
 
 /// The topics serve needs: present, and as declared in `topics/` where they are declared there.
-async fn topic_checks(config: &ServeConfig, cluster: &probe::Cluster) -> Vec<Check> {
+async fn topic_checks(config: &ServeConfig, cluster: &probe::Cluster, admin: &Admin) -> Vec<Check> {
     let needed = config.topics_needed();
     let declared = match kafka::load_topic_specs(None) {
         Ok(specs) => specs.into_iter().filter(|s| needed.contains(&s.name)).collect::<Vec<_>>(),
@@ -95,11 +102,7 @@ async fn topic_checks(config: &ServeConfig, cluster: &probe::Cluster) -> Vec<Che
             None => missing(name),
         })
         .collect();
-    let admin = match kafka::admin_client(&config.kafka) {
-        Ok(admin) => admin,
-        Err(e) => return vec![Check::fail(format!("admin client: {e}"), "fix [kafka] in the configuration")],
-    };
-    match kafka::compare_topics(&admin, &declared).await {
+    match kafka::compare_topics(admin, &declared).await {
         Err(e) => checks.push(Check::fail(format!("topics: {e}"), "see the Kafka check above")),
         Ok(reports) => checks.extend(reports.into_iter().map(|report| match report {
             TopicReport::UpToDate { name } => Check::pass(format!("topic {name} as declared in topics/")),
@@ -117,11 +120,7 @@ async fn topic_checks(config: &ServeConfig, cluster: &probe::Cluster) -> Vec<Che
 /// What the brokers' authorizer grants this principal, against what `serve` needs: Read on the
 /// group and the request topics, Write on the result and dead-letter topics. Transactional ids
 /// cannot be described by a client, so their ACL is only named.
-fn access_checks(config: &ServeConfig) -> Vec<Check> {
-    let admin = match kafka::admin_client(&config.kafka) {
-        Ok(admin) => admin,
-        Err(e) => return vec![Check::fail(format!("admin client: {e}"), "fix [kafka] in the configuration")],
-    };
+fn access_checks(config: &ServeConfig, admin: &Admin) -> Vec<Check> {
     let timeout = Duration::from_secs(10);
     let principal =
         config.kafka.security.username.as_deref().map_or("<principal>".to_string(), |u| format!("User:{u}"));
