@@ -1,7 +1,7 @@
 //! The few librdkafka admin calls rdkafka has no safe wrapper for (DescribeConsumerGroups and
 //! DescribeTopics, used by `groups` and `access`) share this plumbing: a queue, options with a
 //! timeout, one result event read and destroyed. Every `unsafe` block of the Kafka code is here or
-//! in those two modules.
+//! in those two modules, and the cached high watermark a worker reads for its priority lanes.
 
 use std::ffi::{c_char, CStr, CString};
 use std::time::Duration;
@@ -110,4 +110,18 @@ pub(super) unsafe fn text(pointer: *const c_char) -> String {
     } else {
         CStr::from_ptr(pointer).to_string_lossy().into_owned()
     }
+}
+
+/// The high watermark of `topic` [`partition`] as the consumer's fetcher last saw it, read from
+/// librdkafka's cache without a request (rdkafka wraps only the querying form); `None` before the
+/// partition's first fetch answer.
+pub fn cached_high_watermark<C: ClientContext>(client: &Client<C>, topic: &str, partition: i32) -> Option<i64> {
+    let topic = CString::new(topic).ok()?;
+    let (mut low, mut high) = (-1_i64, -1_i64);
+    // SAFETY: the client is alive for the call; librdkafka only reads the topic name and writes
+    // the two offsets.
+    let code = unsafe {
+        rd::rd_kafka_get_watermark_offsets(client.native_ptr(), topic.as_ptr(), partition, &mut low, &mut high)
+    };
+    (code == rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR && high >= 0).then_some(high)
 }

@@ -1,6 +1,6 @@
 //! Kafka plumbing: client options (the one place raw librdkafka keys live), the consumer context
-//! (rebalances and statistics), topic administration, group descriptions (both protocols), transactional error classes, and the
-//! start-up probe (brokers reachable, topics present).
+//! (rebalances and statistics), topic administration, group descriptions (both protocols),
+//! transactional error classes, and the start-up probe (brokers reachable, topics present).
 
 pub mod access;
 mod admin;
@@ -14,8 +14,9 @@ mod txn_error;
 pub use admin::{apply_topics, compare_topics, load_topic_specs, TopicReport, TopicSpec};
 pub use client::{
     admin_client, bound_consumer_prefetch, bound_producer_queue, consumer_config, group_offsets_reader_config,
-    idempotent_producer_config, plain_producer_config, probe_config, read_committed_consumer_config,
+    idempotent_producer_config, plain_producer_config, probe_config, quick_resume, read_committed_consumer_config,
     transactional_producer_config, MAX_RECORD_BYTES,
 };
 pub use context::{refuses_the_record, Refusal, WorkerConsumerContext, WorkerProducerContext};
+pub use ffi::cached_high_watermark;
 pub use txn_error::{classify, fatal_is_fence, is_fenced, TxnStep};

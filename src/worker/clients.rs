@@ -47,6 +47,9 @@ impl Clients {
         let producer = create_producer(config, &txn_id, heartbeat)?;
         let mut consumer_config = kafka::consumer_config(&config.kafka, &config.group_id(), &txn_id)?;
         kafka::bound_consumer_prefetch(&mut consumer_config, config.batch.max_bytes);
+        if !config.priority.models.is_empty() {
+            kafka::quick_resume(&mut consumer_config);
+        }
         let consumer: WorkerConsumer = consumer_config
             .create_with_context(WorkerConsumerContext::default())
             .map_err(|e| Error::kafka("creating the consumer", e))?;

@@ -235,7 +235,7 @@ fn batch_loop(
         let extend = !priority_first && !refusals.has_suspects();
         let Work { requests, mut records, last_full } = gatherer.gather(slots, &refusals, extend)?;
         if requests.is_empty() {
-            lanes.idle();
+            lanes.idle(&clients.consumer).map_err(Lost::Consumer)?;
             continue;
         }
         for record in &mut records {
