@@ -32,6 +32,15 @@ pub struct ServeConfig {
     /// (results flushed, then offsets committed: a crash in between redoes the batch, so a
     /// reader may see a result twice). The second exists to measure what transactions cost.
     pub delivery: Delivery,
+    /// How long SIGTERM/SIGINT waits for the workers to end their transactions before the process
+    /// exits anyway (status 1). A healthy broker commits in milliseconds; a call that waits on an
+    /// unresponsive one can take `kafka.call_timeout`, longer than the orchestrator's grace
+    /// period (Kubernetes: `terminationGracePeriodSeconds`, 30 s by default), after which the
+    /// process is killed without its last log lines. Exiting with a transaction open is safe: the
+    /// broker aborts it (after `kafka.transaction_timeout`, or at once when the same instance
+    /// starts again).
+    #[serde(with = "humantime_serde")]
+    pub stop_timeout: Duration,
     /// Models to serve, by manifest name (see `models/`).
     pub models: Vec<String>,
     /// Dedicated workers per model, e.g. `{ ocr = 2, sentiment = 1 }`. Empty (the default): every
@@ -275,6 +284,7 @@ impl Default for ServeConfig {
             workers: 0,
             pin_workers: true,
             delivery: Delivery::default(),
+            stop_timeout: Duration::from_secs(10),
             models: vec!["sentiment".into(), "face-match".into(), "ocr".into()],
             model_workers: BTreeMap::new(),
             manifest_dir: None,
@@ -555,6 +565,9 @@ impl ServeConfig {
             return bad(format!("app '{}' must be non-empty and use only letters, digits, '-', '_', '.'", self.app));
         }
         validate_brokers(&self.kafka.brokers)?;
+        if self.stop_timeout.is_zero() {
+            return bad("stop_timeout must be above zero, e.g. \"10s\"".into());
+        }
         if self.models.is_empty() {
             return bad("models is empty: name at least one model to serve, e.g. models = [\"sentiment\"]".into());
         }

@@ -180,6 +180,61 @@ fn a_broker_paused_beyond_the_session_and_transaction_timeouts_loses_and_duplica
 }
 
 #[test]
+fn sigterm_with_the_broker_frozen_mid_transaction_ends_within_the_grace_period_and_loses_nothing() {
+    // Kubernetes sends SIGTERM, then SIGKILL 30 s later. With the broker frozen, a transactional
+    // call waits up to `kafka.call_timeout` (30 s), and the process waited as long for it: it was
+    // killed mid-log. Now it exits after `stop_timeout` (10 s) at the latest; stopping, a worker
+    // retries nothing and aborts briefly. The open transaction is the broker's to abort.
+    let broker = OwnBroker::start(19496);
+    let fx = Fixture::on_broker(
+        "frozen-stop",
+        &broker.address(),
+        2,
+        "transaction_timeout = \"10s\"",
+        "[batch]\nmax_batch = 8\n[faults]\ndelay_before_commit = \"3s\"\n",
+    );
+    let config = std::fs::read_to_string(&fx.config_path).unwrap().replace("workers = 1", "workers = 2");
+    std::fs::write(&fx.config_path, config).unwrap();
+    let reqs = requests(200);
+    fx.produce_texts(&reqs);
+    let mut committed = Reader::on(&fx.brokers, &fx.results(), true);
+    let (mut server, log) = fx.spawn_logged("pod-a", "serve.log");
+    committed.read_until(16, Duration::from_secs(120));
+    assert!(committed.records.len() < reqs.len(), "the stop must land mid-stream");
+    // Each transaction stays open 3 s before its commit: freezing 0.5 s after a commit catches
+    // the next one open, its records written; SIGTERM comes while it waits for its commit.
+    let seen = committed.records.len();
+    while committed.records.len() == seen {
+        committed.poll_for(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    broker.control("pause");
+    std::thread::sleep(Duration::from_millis(1000));
+    let asked = Instant::now();
+    let status = terminate(&mut server, Duration::from_secs(60));
+    let took = asked.elapsed().as_secs_f64();
+    broker.control("resume");
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    eprintln!("SIGTERM with the broker frozen: the process ended {took:.1} s later ({status:?})");
+    for line in text.lines().skip_while(|l| !l.contains("SIGTERM")).take(20) {
+        eprintln!("  {line}");
+    }
+    assert!(status.is_some(), "the process did not end within 60 s of SIGTERM; its log:\n{text}");
+    assert!(took < 20.0, "SIGTERM took {took:.1} s with the broker frozen (Kubernetes kills at 30 s); log:\n{text}");
+    let retried_after_stop =
+        text.lines().skip_while(|l| !l.contains("SIGTERM")).filter(|l| l.contains("retrying")).count();
+    assert_eq!(retried_after_stop, 0, "no retries once stopping; log:\n{text}");
+
+    // The replacement, under a new name as a pod's would be, answers everything once.
+    let mut replacement = fx.spawn("pod-b");
+    committed.read_until(reqs.len(), Duration::from_secs(180));
+    committed.poll_for(Duration::from_secs(3));
+    let status = terminate(&mut replacement, Duration::from_secs(40));
+    assert_exactly_once(&committed, &reqs);
+    assert!(status.is_some_and(|s| s.success()), "exit on SIGTERM: {status:?}");
+}
+
+#[test]
 fn a_rebalance_storm_loses_and_duplicates_nothing() {
     // Replicas 1 → 4 → 1, twice, while 2,000 slowed-down requests flow. Each time the extra
     // replicas are stopped only after they have written results (they really took partitions).

@@ -11,8 +11,6 @@ use tidal::shutdown::Shutdown;
 use tidal::{metrics, worker};
 
 /// How long the workers get to finish their batches after a stop.
-const STOP_TIMEOUT: Duration = Duration::from_secs(30);
-
 #[derive(Args)]
 pub struct ServeArgs {
     /// TOML configuration file (see tidal.example.toml).
@@ -88,7 +86,10 @@ async fn wait_for_kafka(config: &ServeConfig, shutdown: &Shutdown) -> anyhow::Re
         let left = deadline.saturating_duration_since(Instant::now());
         match super::preflight(&config.kafka, &topics, left.min(Duration::from_secs(1))) {
             Ok(()) => return Ok(()),
-            Err(e) if Instant::now() >= deadline || shutdown.is_requested() => {
+            Err(e) if shutdown.is_requested() => {
+                return Err(e.context("stopped (SIGTERM/SIGINT) before Kafka was ready"));
+            }
+            Err(e) if Instant::now() >= deadline => {
                 let waited = config.kafka.startup_timeout;
                 return Err(e.context(format!("gave up after {waited:?} (kafka.startup_timeout)")));
             }
@@ -115,6 +116,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let shutdown = Shutdown::on_signals("the processor")?;
     wait_for_kafka(&config, &shutdown).await?;
     let activation = if standby { Some(activation_on_sigusr1()?) } else { None };
+    let stop_timeout = config.stop_timeout;
     let processor = tokio::task::block_in_place(|| worker::start(config, shutdown.clone(), activation))?;
     health.set(processor.health());
     let mut check = tokio::time::interval(Duration::from_millis(500));
@@ -132,7 +134,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     processor.stop();
     // A worker that found a twin process stops the others too, and says why.
     let failure = processor.failure();
-    let stopped = tokio::task::block_in_place(|| processor.wait(STOP_TIMEOUT));
+    let stopped = tokio::task::block_in_place(|| processor.wait(stop_timeout));
     if let Some(reason) = failure {
         anyhow::bail!(reason);
     }

@@ -194,7 +194,9 @@ impl Processor {
         let running = self.threads.iter().filter(|t| !t.is_finished()).count();
         if running > 0 {
             return Err(Error::Processor(format!(
-                "{running} worker(s) still running after {timeout:?}; exiting anyway"
+                "{running} worker(s) still waiting on Kafka after {timeout:?} (stop_timeout); exiting anyway. \
+                 Nothing is lost: the broker aborts their open transactions (after kafka.transaction_timeout, \
+                 or at once when this instance starts again) and their requests are answered after the restart"
             )));
         }
         for thread in self.threads {

@@ -96,6 +96,15 @@ pub fn run_worker(spec: &WorkerSpec, mut slots: Vec<ModelSlot>) {
                     stop_for_twin(spec, &transactional_id);
                     return;
                 }
+                Err(lost) if spec.shutdown.is_requested() => {
+                    tracing::warn!(
+                        worker = spec.index,
+                        error = %describe(&lost),
+                        "stopping without a clean end of the last transaction: the broker aborts it after \
+                         kafka.transaction_timeout, a start under the same instance at once; nothing is lost"
+                    );
+                    return;
+                }
                 Err(lost @ (Lost::Producer(_) | Lost::Fenced { .. })) => {
                     tracing::warn!(worker = spec.index, error = %describe(&lost), "the producer failed; replacing it");
                     metrics::worker_restart("producer");
@@ -242,7 +251,7 @@ fn batch_loop(
             record.headers.push((HEADER_PROCESSOR, clients.transactional_id.clone()));
         }
         let offsets = batch::next_offsets(&requests).map_err(Lost::Consumer)?;
-        let commit = clients.committer.commit(clients, &records, &offsets)?;
+        let commit = clients.committer.commit(clients, &records, &offsets, &spec.shutdown)?;
         drop(records);
         match commit {
             Commit::Committed => {

@@ -15,10 +15,11 @@ use rdkafka::error::KafkaError;
 use rdkafka::producer::Producer;
 use rdkafka::TopicPartitionList;
 
-use super::{send, wait_for_deliveries, Commit, Lost};
+use super::{send, wait_for_deliveries, Commit, Lost, STOPPING_TIMEOUT};
 use crate::error::Error;
 use crate::kafka::{classify, fatal_is_fence, TxnStep};
 use crate::metrics;
+use crate::shutdown::Shutdown;
 use crate::worker::clients::Clients;
 use crate::worker::process::OutgoingRecord;
 
@@ -31,13 +32,14 @@ pub fn commit(
     offsets: &TopicPartitionList,
     timeout: Duration,
     delay_before_commit: Option<Duration>,
+    shutdown: &Shutdown,
 ) -> Result<Commit, Lost> {
     let started = Instant::now();
     let group = clients
         .consumer
         .group_metadata()
         .ok_or_else(|| Lost::Consumer(Error::NotGroupMember { transactional_id: clients.transactional_id.clone() }))?;
-    let Err(e) = write_in_transaction(clients, records, offsets, &group, timeout, delay_before_commit) else {
+    let Err(e) = write_in_transaction(clients, records, offsets, &group, timeout, delay_before_commit, shutdown) else {
         metrics::transaction("committed", started.elapsed());
         return Ok(Commit::Committed);
     };
@@ -56,7 +58,10 @@ pub fn commit(
     // abort_transaction waits for outstanding deliveries, whose reports only a poll serves:
     // without it the abort fails after `timeout`, retry after retry (measured: 5 minutes without
     // results after a 15 s broker pause).
-    retry(|| {
+    // Stopping: one short attempt; an abort that cannot reach the broker is done by the broker
+    // after `transaction_timeout`, or at once by the next start under the same instance.
+    let timeout = if shutdown.is_requested() { timeout.min(STOPPING_TIMEOUT) } else { timeout };
+    retry(shutdown, || {
         wait_for_deliveries(clients, timeout);
         let _call = clients.heartbeat.enter("abort_transaction");
         clients.producer.abort_transaction(timeout)
@@ -73,13 +78,14 @@ fn write_in_transaction(
     group: &ConsumerGroupMetadata,
     timeout: Duration,
     delay_before_commit: Option<Duration>,
+    shutdown: &Shutdown,
 ) -> Result<(), KafkaError> {
     let producer = &clients.producer;
     producer.begin_transaction()?;
     for (index, record) in records.iter().enumerate() {
         send(clients, index, record)?;
     }
-    retry(|| {
+    retry(shutdown, || {
         let _call = clients.heartbeat.enter("send_offsets_to_transaction");
         producer.send_offsets_to_transaction(offsets, group, timeout)
     })?;
@@ -87,18 +93,19 @@ fn write_in_transaction(
     if let Some(delay) = delay_before_commit {
         sleep(delay); // fault injection: widen the window between the writes and the commit
     }
-    retry(|| {
+    retry(shutdown, || {
         let _call = clients.heartbeat.enter("commit_transaction");
         producer.commit_transaction(timeout)
     })
 }
 
-/// Calls `op` again while it fails with a retriable error, up to `RETRIES` times.
-fn retry(mut op: impl FnMut() -> Result<(), KafkaError>) -> Result<(), KafkaError> {
+/// Calls `op` again while it fails with a retriable error, up to `RETRIES` times, and not once
+/// shutdown is requested (each call may wait `call_timeout` on a broker that does not answer).
+fn retry(shutdown: &Shutdown, mut op: impl FnMut() -> Result<(), KafkaError>) -> Result<(), KafkaError> {
     let mut attempt = 0;
     loop {
         match op() {
-            Err(e) if classify(&e) == TxnStep::Retry && attempt < RETRIES => {
+            Err(e) if classify(&e) == TxnStep::Retry && attempt < RETRIES && !shutdown.is_requested() => {
                 attempt += 1;
                 tracing::warn!(error = %e, attempt, "retriable transactional error; retrying");
                 sleep(Duration::from_millis(100 * u64::from(attempt)));

@@ -20,6 +20,10 @@ use super::process::OutgoingRecord;
 use crate::config::{Delivery, ServeConfig};
 use crate::error::Error;
 use crate::kafka::{refuses_the_record, Refusal};
+use crate::shutdown::Shutdown;
+
+/// How long a call made while stopping (an abort) may wait for the broker.
+pub const STOPPING_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// A commit that left the clients usable.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -65,16 +69,20 @@ impl Committer {
     }
 
     /// Writes `records` and commits `offsets` (the batch's next offsets).
+    /// Writes one batch's records and commits its offsets. Once `shutdown` is requested, nothing
+    /// is retried and an abort waits at most [`STOPPING_TIMEOUT`]: the process must end within
+    /// the orchestrator's grace period, and what is left open the broker aborts.
     pub fn commit(
         &self,
         clients: &Clients,
         records: &[OutgoingRecord],
         offsets: &TopicPartitionList,
+        shutdown: &Shutdown,
     ) -> Result<Commit, Lost> {
         clients.producer.context().take_refusals(); // a fresh list for this batch
         match *self {
             Committer::ExactlyOnce { timeout, delay_before_commit } => {
-                exactly_once::commit(clients, records, offsets, timeout, delay_before_commit)
+                exactly_once::commit(clients, records, offsets, timeout, delay_before_commit, shutdown)
             }
             Committer::AtLeastOnce { timeout } => Ok(at_least_once::commit(clients, records, offsets, timeout)),
         }
