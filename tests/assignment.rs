@@ -49,12 +49,7 @@ fn wait_for_members(brokers: &str, group: &str, want: usize) -> usize {
 
 /// `group_protocol = "<protocol>"` in the fixture's `[kafka]` section.
 fn use_protocol(fx: &Fixture, protocol: &str) {
-    let config = std::fs::read_to_string(&fx.config_path).unwrap().replacen(
-        "[kafka]\n",
-        &format!("[kafka]\ngroup_protocol = \"{protocol}\"\n"),
-        1,
-    );
-    std::fs::write(&fx.config_path, config).unwrap();
+    fx.edit_config(|c| c.replacen("[kafka]\n", &format!("[kafka]\ngroup_protocol = \"{protocol}\"\n"), 1));
 }
 
 #[test]
@@ -75,11 +70,8 @@ fn six_members_all_answer(protocol: &str) {
         fx.create_topic(&format!("{}{model}", topics("requests")), PARTITIONS);
         fx.create_topic(&format!("{}{model}", topics("results")), PARTITIONS);
     }
-    let config = std::fs::read_to_string(&fx.config_path)
-        .unwrap()
-        .replace("workers = 1", &format!("workers = {WORKERS}"))
-        .replace("models = [\"sentiment\"]", "models = [\"sentiment\", \"face-match\", \"ocr\"]");
-    std::fs::write(&fx.config_path, config).unwrap();
+    fx.set_workers(WORKERS);
+    fx.edit_config(|c| c.replace("models = [\"sentiment\"]", "models = [\"sentiment\", \"face-match\", \"ocr\"]"));
 
     let mut servers: Vec<Server> = (0..PROCESSES).map(|i| fx.spawn(&format!("p{i}"))).collect();
     let group = format!("tidal-{}", fx.prefix);

@@ -193,9 +193,8 @@ fn survives_a_broker_fault(scenario: &str, target: Target, fault: impl FnOnce(&C
     let kafka_extra = "call_timeout = \"5s\"\ntransaction_timeout = \"10s\"\n";
     let fx = Fixture::on_cluster("cluster", &cluster.bootstrap, 4, 3, kafka_extra);
     // Transactions held open a little, so that the kill lands inside one.
-    let config = std::fs::read_to_string(&fx.config_path).unwrap().replace("workers = 1", "workers = 2")
-        + "[faults]\ndelay_before_commit = \"100ms\"\n";
-    std::fs::write(&fx.config_path, config).unwrap();
+    fx.set_workers(2);
+    fx.edit_config(|c| c + "[faults]\ndelay_before_commit = \"100ms\"\n");
     let (count, rate) = if common::long_form() { (3000, 25.0) } else { (1500, 20.0) };
     let requests = common::requests(count);
     let (records, bad) = common::with_bad_input(common::text_records(&requests), 50);

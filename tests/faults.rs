@@ -109,8 +109,7 @@ fn survives(name: &str, port: u16, fault: impl FnOnce(&OwnBroker)) -> f64 {
         "transaction_timeout = \"10s\"",
         "[batch]\nmax_batch = 8\n[faults]\ndelay_before_commit = \"100ms\"\n",
     );
-    let config = std::fs::read_to_string(&fx.config_path).unwrap().replace("workers = 1", "workers = 2");
-    std::fs::write(&fx.config_path, config).unwrap();
+    fx.set_workers(2);
     let reqs = requests(600);
     let (records, bad) = common::with_bad_input(common::text_records(&reqs), 50);
     fx.produce(&records.into_iter().map(|(k, v)| (Some(k), Some(v))).collect::<Vec<_>>());
@@ -193,8 +192,7 @@ fn sigterm_with_the_broker_frozen_mid_transaction_ends_within_the_grace_period_a
         "transaction_timeout = \"10s\"",
         "[batch]\nmax_batch = 8\n[faults]\ndelay_before_commit = \"3s\"\n",
     );
-    let config = std::fs::read_to_string(&fx.config_path).unwrap().replace("workers = 1", "workers = 2");
-    std::fs::write(&fx.config_path, config).unwrap();
+    fx.set_workers(2);
     let reqs = requests(200);
     fx.produce_texts(&reqs);
     let mut committed = Reader::on(&fx.brokers, &fx.results(), true);
@@ -323,11 +321,8 @@ fn repeated_sigkills_and_restarts_lose_and_duplicate_nothing() {
     let (ocr_requests, ocr_results) = (format!("{}.requests.ocr", fx.prefix), format!("{}.results.ocr", fx.prefix));
     fx.create_topic(&ocr_requests, 2);
     fx.create_topic(&ocr_results, 2);
-    let config = std::fs::read_to_string(&fx.config_path)
-        .unwrap()
-        .replace("workers = 1", "workers = 2")
-        .replace("models = [\"sentiment\"]", "models = [\"sentiment\", \"ocr\"]");
-    std::fs::write(&fx.config_path, config).unwrap();
+    fx.set_workers(2);
+    fx.edit_config(|c| c.replace("models = [\"sentiment\"]", "models = [\"sentiment\", \"ocr\"]"));
     let reqs = requests(400 + 100 * kills);
     let (records, bad) = common::with_bad_input(common::text_records(&reqs), 50);
     let records: Vec<(Option<String>, Option<Vec<u8>>)> =
@@ -389,8 +384,7 @@ fn a_pod_killed_inside_a_transaction_and_replaced_under_a_new_name_loses_and_dup
         "transaction_timeout = \"10s\"\n",
         "[batch]\nmax_batch = 8\n[faults]\ndelay_before_commit = \"300ms\"\n",
     );
-    let config = std::fs::read_to_string(&fx.config_path).unwrap().replace("workers = 1\n", "workers = 2\n");
-    std::fs::write(&fx.config_path, config).unwrap();
+    fx.set_workers(2);
     let reqs = requests(500);
     fx.produce_texts(&reqs);
     let mut committed = Reader::new(&fx.results(), true);

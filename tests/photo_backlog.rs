@@ -51,11 +51,8 @@ fn a_backlog_of_large_photos_keeps_memory_bounded_and_is_answered_exactly_once()
     fx.create_topic(&ocr_requests, 4);
     fx.create_topic(&ocr_results, 4);
     fx.set_topic_config(&ocr_requests, "max.message.bytes", "12582912");
-    let config = std::fs::read_to_string(&fx.config_path)
-        .unwrap()
-        .replace("workers = 1", &format!("workers = {WORKERS}"))
-        .replace("models = [\"face-match\"]", "models = [\"face-match\", \"ocr\"]");
-    std::fs::write(&fx.config_path, config).unwrap();
+    fx.set_workers(WORKERS);
+    fx.edit_config(|c| c.replace("models = [\"face-match\"]", "models = [\"face-match\", \"ocr\"]"));
 
     // The models' share of the bound, measured before anything is produced (the idle processor
     // is in a group of its own and would otherwise read the backlog too).

@@ -171,10 +171,12 @@ fn readyz_waits_for_the_group_and_livez_catches_a_wedged_worker() {
         "max_poll_interval = \"6s\"",
         "[batch]\nmax_batch = 4\n[faults]\nslow_model = \"15s\"\nslow_batches = 1\n",
     );
-    let config = std::fs::read_to_string(&fx.config_path).unwrap();
-    let with_metrics = config.replace("[metrics]\nlisten = \"\"", &format!("[metrics]\nlisten = \"127.0.0.1:{port}\""));
-    assert_ne!(config, with_metrics);
-    std::fs::write(&fx.config_path, with_metrics).unwrap();
+    fx.edit_config(|config| {
+        let with_metrics =
+            config.replace("[metrics]\nlisten = \"\"", &format!("[metrics]\nlisten = \"127.0.0.1:{port}\""));
+        assert_ne!(config, with_metrics);
+        with_metrics
+    });
     let started = Instant::now();
     let _server = fx.spawn("health");
     let (mut not_ready_seen, mut ready_after) = (false, None);

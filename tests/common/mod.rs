@@ -252,6 +252,20 @@ impl Fixture {
         Server(child)
     }
 
+    /// Rewrites the fixture's `tidal serve` configuration with `edit`.
+    pub fn edit_config(&self, edit: impl FnOnce(String) -> String) {
+        let config = std::fs::read_to_string(&self.config_path).expect("read the fixture's config");
+        std::fs::write(&self.config_path, edit(config)).expect("write the fixture's config");
+    }
+
+    /// Serves with `workers` worker threads (the fixture's default is 1).
+    pub fn set_workers(&self, workers: usize) {
+        self.edit_config(|c| {
+            assert!(c.contains("workers = 1\n"), "the fixture's config has no 'workers = 1':\n{c}");
+            c.replace("workers = 1\n", &format!("workers = {workers}\n"))
+        });
+    }
+
     /// Starts `tidal serve` with its log (stderr) in a file of the fixture's folder.
     pub fn spawn_logged(&self, instance: &str, log_name: &str) -> (Server, PathBuf) {
         let log = self.dir.path().join(log_name);
