@@ -2,7 +2,8 @@
 //! half-collected batch whose partitions moved) and turns librdkafka statistics into the
 //! per-partition lag gauge; the producer's counts failed deliveries and remembers which records
 //! the broker refused for a reason of their own (too large, invalid), so that the worker can
-//! dead-letter those requests instead of redoing their batch forever.
+//! dead-letter those requests instead of redoing their batch forever. Both throttle librdkafka's
+//! connection failures (see `connection_errors`).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
@@ -14,12 +15,14 @@ use rdkafka::producer::ProducerContext;
 use rdkafka::statistics::Statistics;
 use rdkafka::types::RDKafkaErrorCode;
 
+use super::connection_errors::ConnectionErrors;
 use crate::metrics;
 
 /// Context of a worker's consumer.
 #[derive(Debug, Default)]
 pub struct WorkerConsumerContext {
     rebalances: AtomicU64,
+    connection_errors: ConnectionErrors,
 }
 
 impl WorkerConsumerContext {
@@ -30,6 +33,14 @@ impl WorkerConsumerContext {
 }
 
 impl ClientContext for WorkerConsumerContext {
+    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
+        self.connection_errors.error(&error, reason);
+    }
+
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, facility: &str, message: &str) {
+        self.connection_errors.log(level, facility, message);
+    }
+
     fn stats(&self, statistics: Statistics) {
         for (topic, stats) in &statistics.topics {
             for (partition, p) in &stats.partitions {
@@ -94,6 +105,7 @@ pub fn refuses_the_record(code: RDKafkaErrorCode) -> bool {
 pub struct WorkerProducerContext {
     failed: AtomicU64,
     refused: Mutex<Vec<Refusal>>,
+    connection_errors: ConnectionErrors,
 }
 
 impl WorkerProducerContext {
@@ -119,7 +131,15 @@ impl WorkerProducerContext {
     }
 }
 
-impl ClientContext for WorkerProducerContext {}
+impl ClientContext for WorkerProducerContext {
+    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
+        self.connection_errors.error(&error, reason);
+    }
+
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, facility: &str, message: &str) {
+        self.connection_errors.log(level, facility, message);
+    }
+}
 
 impl ProducerContext for WorkerProducerContext {
     type DeliveryOpaque = usize;

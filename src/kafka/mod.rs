@@ -5,6 +5,7 @@
 pub mod access;
 mod admin;
 mod client;
+mod connection_errors;
 mod context;
 mod ffi;
 pub mod groups;
