@@ -19,8 +19,8 @@
 //! `queued.max.messages.kbytes` per partition) would only come out behind all of it. The fetcher
 //! keeps every partition's high watermark current, and it is read locally: when it says priority
 //! records wait, pausing the normal partitions drops their prefetch and the priority records come
-//! out next. Transaction markers also move the high watermark, so the watermark that stood when
-//! the worker last came back to *both* counts as read (see [`Watermarks`]).
+//! out next. Transaction markers also move the high watermark, so after a priority round that
+//! found nothing, the watermark that stood counts as read (see [`Watermarks`]).
 //!
 //! Pausing never moves an offset: librdkafka drops what it had prefetched for a paused partition
 //! and fetches again from the application's position on resume, so exactly-once is unchanged.
@@ -84,7 +84,7 @@ const TURN_IDLE_POLLS: u32 = 5;
 /// watermark when the partition was first seen (after each rebalance) and after a *dry* round,
 /// or the worker's position if that is further.
 #[derive(Debug, Default)]
-pub struct Watermarks {
+struct Watermarks {
     read_up_to: HashMap<(String, i32), i64>,
 }
 
@@ -92,7 +92,7 @@ impl Watermarks {
     /// `high`: the partition's cached high watermark; `position`: the next offset the worker
     /// reads, if known; `dry`: the last priority round found nothing, so all up to `high` counts
     /// as read. Returns whether priority records wait.
-    pub fn waiting(&mut self, partition: (&str, i32), high: i64, position: Option<i64>, dry: bool) -> bool {
+    fn waiting(&mut self, partition: (&str, i32), high: i64, position: Option<i64>, dry: bool) -> bool {
         let (topic, index) = partition;
         let read_up_to = self.read_up_to.entry((topic.to_string(), index)).or_insert(high);
         if dry {
@@ -106,8 +106,8 @@ impl Watermarks {
     }
 }
 
-/// One assigned partition as the consumer sees it locally: its next offset to read (if known)
-/// and its cached high watermark (if fetched yet).
+/// One assigned partition of a lane as the consumer sees it locally: its next offset to read (if
+/// known) and its cached high watermark (if fetched yet).
 struct Seen {
     topic: String,
     partition: i32,
@@ -115,11 +115,14 @@ struct Seen {
     high: Option<i64>,
 }
 
-fn seen_partitions(consumer: &WorkerConsumer) -> Result<Vec<Seen>> {
+/// The assigned partitions whose topic `in_lane` accepts (read per batch: the others are skipped
+/// before any copy or librdkafka call).
+fn seen_partitions(consumer: &WorkerConsumer, in_lane: impl Fn(&str) -> bool) -> Result<Vec<Seen>> {
     let positions = consumer.position().map_err(|e| Error::kafka("reading the worker's positions", e))?;
     Ok(positions
         .elements()
         .iter()
+        .filter(|element| in_lane(element.topic()))
         .map(|element| Seen {
             topic: element.topic().to_string(),
             partition: element.partition(),
@@ -208,8 +211,8 @@ impl Lanes {
     fn watch(&mut self, consumer: &WorkerConsumer) -> Result<()> {
         let dry = std::mem::take(&mut self.dry);
         let mut waiting = false;
-        for seen in seen_partitions(consumer)? {
-            if let (true, Some(high)) = (self.is_priority(&seen.topic), seen.high) {
+        for seen in seen_partitions(consumer, |topic| self.is_priority(topic))? {
+            if let Some(high) = seen.high {
                 waiting |= self.watermarks.waiting((&seen.topic, seen.partition), high, seen.position, dry);
             }
         }
@@ -273,10 +276,9 @@ impl Lanes {
 
     /// Whether a partition of the priority (or normal) lane has records beyond the position.
     fn lane_waiting(&self, consumer: &WorkerConsumer, priority: bool) -> Result<bool> {
-        Ok(seen_partitions(consumer)?.iter().any(|seen| {
-            self.is_priority(&seen.topic) == priority
-                && matches!((seen.position, seen.high), (Some(position), Some(high)) if high > position)
-        }))
+        Ok(seen_partitions(consumer, |topic| self.is_priority(topic) == priority)?
+            .iter()
+            .any(|seen| matches!((seen.position, seen.high), (Some(position), Some(high)) if high > position)))
     }
 
     fn after_idle_poll(&mut self, served_waiting: bool) {

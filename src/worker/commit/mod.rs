@@ -23,7 +23,7 @@ use crate::kafka::{refuses_the_record, Refusal};
 use crate::shutdown::Shutdown;
 
 /// How long a call made while stopping (an abort) may wait for the broker.
-pub const STOPPING_TIMEOUT: Duration = Duration::from_secs(2);
+const STOPPING_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// A commit that left the clients usable.
 #[derive(Debug, Clone, PartialEq, Eq)]
