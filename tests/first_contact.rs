@@ -149,6 +149,9 @@ fn doctor_passes_a_ready_set_up_and_names_the_fix_for_each_failure() {
         )
     };
     assert_eq!(code, Some(0), "a ready set-up passes:\n{stdout}{stderr}");
+    // The test broker is Kafka 4.1: its release line and transactions, from the APIs it announces.
+    assert!(stdout.contains("✓ 1 broker(s) speak Kafka 4.x or later"), "{stdout}");
+    assert!(stdout.contains("✓ brokers support transactions"), "{stdout}");
     assert!(stdout.contains(&format!("✓ topic {} present", fx.requests())), "{stdout}");
     assert!(stdout.contains("✓ model sentiment") && stdout.contains("answers its sample"), "{stdout}");
     // No authorizer on the test broker: every operation is granted.

@@ -5,7 +5,8 @@
 use std::time::Duration;
 
 use rdkafka::types::RDKafkaErrorCode;
-use tidal::config::ServeConfig;
+use tidal::config::{GroupProtocol, ServeConfig};
+use tidal::kafka::broker_apis::{self, BrokerApis};
 use tidal::kafka::{self, access, probe, TopicReport};
 use tidal::{models, tools};
 
@@ -52,6 +53,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
                 cluster.brokers,
                 cluster.topics.len()
             )));
+            checks.extend(tokio::task::block_in_place(|| broker_checks(&config)));
             match kafka::admin_client(&config.kafka) {
                 Ok(admin) => {
                     checks.extend(topic_checks(&config, cluster, &admin).await);
@@ -81,6 +83,49 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     }
     println!("all {} checks passed", checks.iter().filter(|c| c.passed.is_some()).count());
     Ok(())
+}
+
+/// What the brokers speak: their release line, and the APIs `serve` needs — transactions always,
+/// the KIP-848 consumer protocol when `kafka.group_protocol = "consumer"`. Brokers at different
+/// releases (a rolling upgrade under way) are listed one by one.
+fn broker_checks(config: &ServeConfig) -> Vec<Check> {
+    let brokers = match broker_apis::describe(&config.kafka, Duration::from_secs(5)) {
+        Ok(brokers) if !brokers.is_empty() => brokers,
+        Ok(_) => return vec![Check::skip("broker versions not read: the metadata lists no broker")],
+        Err(e) => return vec![Check::skip(format!("broker versions not read: {e}"))],
+    };
+    let mut releases: Vec<&str> = brokers.iter().map(BrokerApis::release).collect();
+    releases.dedup();
+    let mut checks = vec![if releases.len() == 1 {
+        Check::pass(format!("{} broker(s) speak {}", brokers.len(), releases[0]))
+    } else {
+        let each: Vec<String> = brokers.iter().map(|b| format!("{} {}", b.address, b.release())).collect();
+        Check::pass(format!("brokers at different releases (an upgrade under way?): {}", each.join(", ")))
+    }];
+    let lacking = |has: fn(&BrokerApis) -> bool| -> Vec<&str> {
+        brokers.iter().filter(|b| !has(b)).map(|b| b.address.as_str()).collect()
+    };
+    let no_transactions = lacking(BrokerApis::has_transactions);
+    checks.push(if no_transactions.is_empty() {
+        Check::pass("brokers support transactions (exactly-once results)")
+    } else {
+        Check::fail(
+            format!("no transactions on {}: results cannot be exactly-once", no_transactions.join(", ")),
+            "upgrade the brokers to Kafka 0.11 or later (tidal is tested on 4.1)",
+        )
+    });
+    if config.kafka.group_protocol == GroupProtocol::Consumer {
+        let no_kip848 = lacking(BrokerApis::has_consumer_protocol);
+        checks.push(if no_kip848.is_empty() {
+            Check::pass("brokers serve the consumer group protocol (kafka.group_protocol = \"consumer\")")
+        } else {
+            Check::fail(
+                format!("no KIP-848 consumer group protocol on {}", no_kip848.join(", ")),
+                "set kafka.group_protocol = \"classic\", or upgrade the brokers to Kafka 4.0 or later",
+            )
+        });
+    }
+    checks
 }
 
 /// The topics serve needs: present, and as declared in `topics/` where they are declared there.

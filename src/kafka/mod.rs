@@ -1,9 +1,11 @@
 //! Kafka plumbing: client options (the one place raw librdkafka keys live), the consumer context
 //! (rebalances and statistics), topic administration, group descriptions (both protocols),
-//! transactional error classes, and the start-up probe (brokers reachable, topics present).
+//! transactional error classes, the start-up probe (brokers reachable, topics present) and what
+//! each broker speaks (its APIs, hence its release).
 
 pub mod access;
 mod admin;
+pub mod broker_apis;
 mod client;
 mod connection_errors;
 mod context;
