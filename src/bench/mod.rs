@@ -222,6 +222,17 @@ pub fn run(config: &BenchConfig) -> Result<Report> {
         tidal_phase(config, &kafka, &corpus, delivery, backlog, &extra, nonce, &mut report)?;
     }
 
+    // The model alone once more: the machine's speed drifts over minutes (see Report::limit_after).
+    if let Some(before) = report.limit.as_ref().map(|r| r.name.clone()) {
+        let progress = timed_bar(config.duration, format!("limit again: model alone, batch {}", config.max_batch));
+        let serve = config.serve();
+        let mut after =
+            limit::measure(&serve, &manifest, &corpus, config.max_batch, config.duration, worker_core, &progress)?;
+        progress.finish();
+        after.name = format!("{before}, after tidal's runs");
+        report.limit_after = Some(after);
+    }
+
     if let Some(length) = config.steady {
         let rate = report.exactly_once.as_ref().map_or(100.0, |r| r.throughput);
         let n = (rate * length.as_secs_f64() * 1.05) as u64;

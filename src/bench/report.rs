@@ -18,6 +18,9 @@ use crate::error::{Error, Result};
 #[derive(Debug, Default, Serialize)]
 pub struct Report {
     pub limit: Option<RunResult>,
+    /// The limit once more, after tidal's runs: this VM's speed drifts by tens of percent over
+    /// minutes, so tidal is compared with the mean of the two.
+    pub limit_after: Option<RunResult>,
     pub limit_batch1: Option<RunResult>,
     pub rest_capacity: Option<RunResult>,
     pub rest_overload: Option<RunResult>,
@@ -70,7 +73,7 @@ impl Report {
         [&self.limit, &self.limit_batch1, &self.rest_capacity, &self.rest_overload, &self.python_stream]
             .into_iter()
             .chain([&self.kstreams, &self.kstreams_threads])
-            .chain([&self.exactly_once, &self.at_least_once])
+            .chain([&self.exactly_once, &self.at_least_once, &self.limit_after])
             .flatten()
             .chain(self.kstreams_latency.iter())
             .chain(self.latency.iter())
@@ -79,6 +82,13 @@ impl Report {
             .chain(self.tidal_at_rest_overload.iter())
             .chain(self.steady.iter())
             .collect()
+    }
+
+    /// The model alone, answers/s: the mean of the runs before and after tidal's, when both were made.
+    pub fn limit_rate(&self) -> Option<f64> {
+        let rates: Vec<f64> =
+            [&self.limit, &self.limit_after].into_iter().flatten().map(|r| r.throughput).filter(|t| *t > 0.0).collect();
+        (!rates.is_empty()).then(|| rates.iter().sum::<f64>() / rates.len() as f64)
     }
 
     /// The ratios that can be computed from the runs made.
@@ -90,7 +100,7 @@ impl Report {
                 ratios.push(Ratio { name, value: a / b, target });
             }
         };
-        add("tidal exactly-once / limit", rate(&self.exactly_once), rate(&self.limit), 0.95);
+        add("tidal exactly-once / limit", rate(&self.exactly_once), self.limit_rate(), 0.95);
         add("exactly-once / at-least-once", rate(&self.exactly_once), rate(&self.at_least_once), 0.95);
         add("tidal / Python stream consumer", rate(&self.exactly_once), rate(&self.python_stream), 1.4);
         add("tidal / REST at 1.5x its capacity", rate(&self.tidal_at_rest_overload), rate(&self.rest_overload), 2.0);
@@ -291,5 +301,13 @@ mod tests {
         assert_eq!(ratios.len(), 1);
         assert_eq!(ratios[0].name, "tidal exactly-once / limit");
         assert!((ratios[0].value - 0.95).abs() < 1e-12);
+    }
+
+    #[test]
+    fn tidal_is_compared_with_the_mean_of_the_limits_before_and_after() {
+        let run = |t: f64| Some(RunResult { throughput: t, ..RunResult::default() });
+        let report = Report { limit: run(40.0), limit_after: run(50.0), exactly_once: run(45.0), ..Report::default() };
+        assert_eq!(report.limit_rate(), Some(45.0));
+        assert!((report.ratios()[0].value - 1.0).abs() < 1e-12);
     }
 }
