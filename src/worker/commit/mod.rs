@@ -103,11 +103,15 @@ fn wait_for_deliveries(clients: &Clients, timeout: Duration) {
 /// Produces one record (its index in the batch rides along as the delivery opaque), waiting for
 /// queue space when librdkafka's queue is full.
 fn send(clients: &Clients, index: usize, record: &OutgoingRecord) -> Result<(), KafkaError> {
-    let mut headers = OwnedHeaders::new_with_capacity(record.headers.len());
-    for (key, value) in &record.headers {
-        headers = headers.insert(Header { key, value: Some(value.as_str()) });
+    let mut base: BaseRecord<'_, [u8], [u8], usize> = BaseRecord::with_opaque_to(&record.topic, index);
+    // Results carry no headers (dead letters do): no header list to build and free per result.
+    if !record.headers.is_empty() {
+        let mut headers = OwnedHeaders::new_with_capacity(record.headers.len());
+        for (key, value) in &record.headers {
+            headers = headers.insert(Header { key, value: Some(value.as_str()) });
+        }
+        base = base.headers(headers);
     }
-    let mut base: BaseRecord<'_, [u8], [u8], usize> = BaseRecord::with_opaque_to(&record.topic, index).headers(headers);
     if let Some(key) = &record.key {
         base = base.key(key.as_slice());
     }
