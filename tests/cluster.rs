@@ -217,8 +217,8 @@ fn survives_a_broker_fault(scenario: &str, target: Target, fault: impl FnOnce(&C
     let spawn = || -> Server { fx.spawn(&instance) };
     let mut server = spawn();
     let producing = common::paced_producer(&cluster.bootstrap, &fx.requests(), records, rate);
-    let mut committed = Reader::on(&cluster.bootstrap, &fx.results(), true);
-    let mut dlq = Reader::on(&cluster.bootstrap, &fx.dlq(), true);
+    let mut committed = Reader::assigned(&cluster.bootstrap, &fx.results(), true);
+    let mut dlq = Reader::assigned(&cluster.bootstrap, &fx.dlq(), true);
     committed.read_until(200, Duration::from_secs(180));
     assert!(committed.records.len() >= 200, "no results before the fault");
 
@@ -278,7 +278,7 @@ fn survives_a_broker_fault(scenario: &str, target: Target, fault: impl FnOnce(&C
     );
     // The premise: each request is in the request topic once (a retried produce of the test's
     // own would make two requests, and two correct answers).
-    let mut sent = Reader::on(&cluster.bootstrap, &fx.requests(), false);
+    let mut sent = Reader::assigned(&cluster.bootstrap, &fx.requests(), false);
     sent.read_until(requests.len() + bad.len(), Duration::from_secs(60));
     sent.poll_for(Duration::from_secs(1));
     let mut copies: std::collections::HashMap<Option<String>, usize> = std::collections::HashMap::new();

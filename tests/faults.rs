@@ -113,8 +113,8 @@ fn survives(name: &str, port: u16, fault: impl FnOnce(&OwnBroker)) -> f64 {
     let reqs = requests(600);
     let (records, bad) = common::with_bad_input(common::text_records(&reqs), 50);
     fx.produce(&records.into_iter().map(|(k, v)| (Some(k), Some(v))).collect::<Vec<_>>());
-    let mut committed = Reader::on(&fx.brokers, &fx.results(), true);
-    let mut dlq = Reader::on(&fx.brokers, &fx.dlq(), true);
+    let mut committed = Reader::assigned(&fx.brokers, &fx.results(), true);
+    let mut dlq = Reader::assigned(&fx.brokers, &fx.dlq(), true);
     let (mut server, log) = fx.spawn_logged("f", "serve.log");
     committed.read_until(80, Duration::from_secs(120));
     assert!(committed.records.len() < reqs.len(), "the fault must land mid-stream");
@@ -131,7 +131,7 @@ fn survives(name: &str, port: u16, fault: impl FnOnce(&OwnBroker)) -> f64 {
         let alive = server.try_wait().map(|s| s.is_none()).unwrap_or(false);
         let text = std::fs::read_to_string(&log).unwrap_or_default();
         // Which side stalled: a fresh reader tells a stuck processor from a stuck reader.
-        let mut fresh = Reader::on(&fx.brokers, &fx.results(), true);
+        let mut fresh = Reader::assigned(&fx.brokers, &fx.results(), true);
         fresh.read_until(before + 1, Duration::from_secs(20));
         panic!(
             "no result within 90 s after the broker was back (processor running: {alive}; the test's reader had \
@@ -195,7 +195,7 @@ fn sigterm_with_the_broker_frozen_mid_transaction_ends_within_the_grace_period_a
     fx.set_workers(2);
     let reqs = requests(200);
     fx.produce_texts(&reqs);
-    let mut committed = Reader::on(&fx.brokers, &fx.results(), true);
+    let mut committed = Reader::assigned(&fx.brokers, &fx.results(), true);
     let (mut server, log) = fx.spawn_logged("pod-a", "serve.log");
     committed.read_until(16, Duration::from_secs(120));
     assert!(committed.records.len() < reqs.len(), "the stop must land mid-stream");
