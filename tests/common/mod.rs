@@ -390,6 +390,18 @@ fn next_reader() -> usize {
     READERS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }
 
+/// A reader's client: its own group id (two readers of one topic must each see every record),
+/// no offset commits, the isolation level asked for.
+fn reader_config(brokers: &str, topic: &str, read_committed: bool) -> ClientConfig {
+    let mut config = ClientConfig::new();
+    config
+        .set("bootstrap.servers", brokers)
+        .set("group.id", format!("reader-{topic}-{read_committed}-{}-{}", std::process::id(), next_reader()))
+        .set("enable.auto.commit", "false")
+        .set("isolation.level", if read_committed { "read_committed" } else { "read_uncommitted" });
+    config
+}
+
 impl Reader {
     pub fn new(topic: &str, read_committed: bool) -> Reader {
         Reader::on(&brokers(), topic, read_committed)
@@ -397,15 +409,8 @@ impl Reader {
 
     /// A reader on another broker.
     pub fn on(brokers: &str, topic: &str, read_committed: bool) -> Reader {
-        let consumer: BaseConsumer = ClientConfig::new()
-            .set("bootstrap.servers", brokers)
-            // A group of its own: two readers of one topic must each see every record.
-            .set("group.id", format!("reader-{topic}-{read_committed}-{}-{}", std::process::id(), next_reader()))
-            .set("enable.auto.commit", "false")
-            .set("auto.offset.reset", "earliest")
-            .set("isolation.level", if read_committed { "read_committed" } else { "read_uncommitted" })
-            .create()
-            .unwrap();
+        let consumer: BaseConsumer =
+            reader_config(brokers, topic, read_committed).set("auto.offset.reset", "earliest").create().unwrap();
         consumer.subscribe(&[topic]).unwrap();
         Reader { consumer, records: Vec::new() }
     }
@@ -416,13 +421,7 @@ impl Reader {
     /// while a fresh reader saw every result). For topics whose partitions do not change while
     /// it reads.
     pub fn assigned(brokers: &str, topic: &str, read_committed: bool) -> Reader {
-        let consumer: BaseConsumer = ClientConfig::new()
-            .set("bootstrap.servers", brokers)
-            .set("group.id", format!("reader-{topic}-{read_committed}-{}-{}", std::process::id(), next_reader()))
-            .set("enable.auto.commit", "false")
-            .set("isolation.level", if read_committed { "read_committed" } else { "read_uncommitted" })
-            .create()
-            .unwrap();
+        let consumer: BaseConsumer = reader_config(brokers, topic, read_committed).create().unwrap();
         let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(30)).unwrap();
         let partitions = metadata.topics().first().map_or(0, |t| t.partitions().len());
         assert!(partitions > 0, "topic {topic} has no partitions to read");
