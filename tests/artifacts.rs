@@ -99,3 +99,32 @@ fn simulate_compare_prints_a_table_per_built_in_trace_and_draws_them() {
         assert_eq!(rows, 3, "one row per trace for {configuration}: {stdout}");
     }
 }
+
+/// One `| label | replica-seconds | seconds over SLO | ... |` row of a compare table.
+fn compare_row(table: &str, label: &str) -> (f64, f64) {
+    let row =
+        table.lines().find(|l| l.starts_with(&format!("| {label} |"))).unwrap_or_else(|| panic!("{label}: {table}"));
+    let cells: Vec<f64> = row.split('|').skip(2).take(2).map(|c| c.trim().parse().unwrap()).collect();
+    (cells[0], cells[1])
+}
+
+#[test]
+fn the_combined_configuration_waits_less_than_the_keda_equivalent_on_every_trace_for_at_most_ten_percent_more() {
+    let out = tempfile::tempdir().unwrap();
+    let output = tidal()
+        .args(["scale", "simulate", "--compare", "--base-rate", "60", "--slo", "5s", "--config"])
+        .arg(repo("deploy/simulation/sentiment-replica.toml"))
+        .arg("--out")
+        .arg(out.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}{}", String::from_utf8_lossy(&output.stderr));
+    for trace in ["match-day", "diurnal", "flash-spike"] {
+        let table = stdout.split(&format!("trace {trace}:")).nth(1).and_then(|t| t.split("wrote").next()).unwrap();
+        let (keda_cost, keda_over) = compare_row(table, "KEDA-equivalent (lag)");
+        let (cost, over) = compare_row(table, "tidal + latency SLO + signals");
+        assert!(over < keda_over, "{trace}: {over} s over the SLO, KEDA-equivalent {keda_over} s\n{table}");
+        assert!(cost <= keda_cost * 1.10, "{trace}: {cost} replica-seconds, KEDA-equivalent {keda_cost}\n{table}");
+    }
+}

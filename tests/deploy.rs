@@ -278,6 +278,9 @@ fn kubernetes_manifests_keep_their_promises() {
     let equivalent =
         tidal::scale::ScaleConfig::from_file(&repo("deploy/kubernetes/keda/scale.toml")).expect("equivalent policy");
     let lag = equivalent.policies.lag.as_ref().expect("lag policy");
+    let p = &equivalent.policies;
+    let others = (p.rate.is_some(), p.latency.is_some(), p.predictive.is_some(), p.ladder.len(), p.schedule.len());
+    assert_eq!(others, (false, false, false, 0, 0), "KEDA's Kafka scaler has the lag policy only");
     let trigger = &keda["spec"]["triggers"][0]["metadata"];
     assert_eq!(trigger["lagThreshold"].as_str().unwrap().parse::<u64>().unwrap(), lag.lag_threshold);
     assert_eq!(

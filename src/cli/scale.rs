@@ -215,7 +215,7 @@ fn simulate_compare(
             when: Some(FieldEquals { field: "type".into(), equals: serde_json::json!("wicket") }),
             share: None,
             min_replicas: peak.clamp(1, config.policies.max_replicas),
-            hold: std::time::Duration::from_secs(900),
+            hold: std::time::Duration::from_secs(600),
         }]
     } else {
         config.signals.clone()
@@ -239,13 +239,9 @@ fn simulate_compare(
         let trace = trace_named(name, base_rate)?;
         let mut runs: Vec<(&str, Vec<sim::Step>)> =
             configurations.iter().map(|(label, policies)| (*label, sim::run(&trace, policies, &model))).collect();
-        if name == "match-day" {
-            let events = sim::match_day_events();
-            runs.push((
-                "tidal + latency SLO + signals",
-                sim::run_with_signals(&trace, &with_slo, &model, &rules, &events),
-            ));
-        }
+        // The signal rules run on every trace; only match-day has a signal stream to fire them.
+        let events = if name == "match-day" { sim::match_day_events() } else { Vec::new() };
+        runs.push(("tidal + latency SLO + signals", sim::run_with_signals(&trace, &with_slo, &model, &rules, &events)));
         println!("\ntrace {name}:");
         println!("| configuration | replica-seconds | seconds over SLO | peak lag | surge → enough replicas |");
         println!("|---|---:|---:|---:|---:|");

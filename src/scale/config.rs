@@ -40,6 +40,10 @@ pub struct SimulationConfig {
     /// Time between decisions.
     #[serde(with = "humantime_serde")]
     pub interval: Duration,
+    /// Time from a record's processing to its offset's commit (the batch and its transaction):
+    /// a busy group shows this much of its rate as lag even without a backlog.
+    #[serde(with = "humantime_serde")]
+    pub commit_delay: Duration,
 }
 
 impl Default for SimulationConfig {
@@ -49,6 +53,7 @@ impl Default for SimulationConfig {
             partitions: 8,
             startup: Duration::from_secs(15),
             interval: Duration::from_secs(5),
+            commit_delay: Duration::from_secs(1),
         }
     }
 }
@@ -60,6 +65,7 @@ impl SimulationConfig {
             partitions: self.partitions,
             startup: self.startup,
             interval: self.interval,
+            commit_delay: self.commit_delay,
         }
     }
 }
@@ -177,6 +183,10 @@ per_replica_rate = 150.0
         assert!(ScaleConfig::from_toml("[policies]\nmax_replicas = 0\n").is_err());
         let typo = ScaleConfig::from_toml("[policies.lag]\nlag_treshold = 5\n").unwrap_err().to_string();
         assert!(typo.contains("lag_treshold"), "{typo}");
+        let lag_only = ScaleConfig::from_toml("[policies]\nrate = false\n").unwrap();
+        assert!(lag_only.policies.rate.is_none() && lag_only.policies.lag.is_some());
+        let on = ScaleConfig::from_toml("[policies]\nrate = true\n").unwrap_err().to_string();
+        assert!(on.contains("`false` to turn it off"), "{on}");
         let clock = ScaleConfig::from_toml("[[policies.schedule]]\nfrom = \"7pm\"\nto = \"9pm\"\nmin_replicas = 2\n");
         assert!(clock.unwrap_err().to_string().contains("HH:MM"));
     }

@@ -3,7 +3,7 @@
 //! passes the observation, the time of day and the override.
 use std::collections::VecDeque;
 
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer};
 
 use super::damping::{Damper, DampingConfig};
 use super::policy::{
@@ -17,7 +17,11 @@ use super::policy::{
 pub struct PolicyConfig {
     pub min_replicas: u32,
     pub max_replicas: u32,
+    /// On by default; `lag = false` turns it off.
+    #[serde(deserialize_with = "table_or_false")]
     pub lag: Option<LagPolicy>,
+    /// On by default; `rate = false` turns it off (a lag-only scaler, as KEDA's Kafka scaler is).
+    #[serde(deserialize_with = "table_or_false")]
     pub rate: Option<RatePolicy>,
     /// A latency SLO: replicas such that a new request waits at most the target.
     pub latency: Option<LatencyPolicy>,
@@ -50,6 +54,22 @@ impl Default for PolicyConfig {
     }
 }
 
+/// A policy's table, or `false` for a policy that is on by default and should be off.
+fn table_or_false<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: serde::de::DeserializeOwned,
+{
+    use serde::de::Error;
+    match toml::Value::deserialize(deserializer)? {
+        toml::Value::Boolean(false) => Ok(None),
+        toml::Value::Boolean(true) => {
+            Err(D::Error::custom("`true` is not a policy: give the policy's table, or `false` to turn it off"))
+        }
+        table => table.try_into().map(Some).map_err(D::Error::custom),
+    }
+}
+
 /// One decision, with everything needed to explain it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Decision {
@@ -65,6 +85,10 @@ pub struct Decision {
     /// The group commits nothing while lag grows.
     pub stalled: bool,
 }
+
+/// Seconds of the processing rate that must be waiting before the replicas count as saturated
+/// (and their rate as what a replica sustains).
+const SATURATED_BACKLOG_SECONDS: f64 = 2.0;
 
 /// The scaler's memory between decisions.
 #[derive(Debug)]
@@ -192,7 +216,11 @@ impl Scaler {
         let busy_consumers = now.consumers.min(now.partitions);
         let busy = (f64::from(busy_consumers) / f64::from(now.consumers_per_replica()))
             .min(f64::from(now.replicas.max(now.serving)));
-        if now.total_lag > 0 && now.processing_rate > 0.0 && busy > 0.0 {
+        // Saturated only when more is waiting than the group holds in flight: committed offsets
+        // trail the work by a batch and its transaction, so a group with room to spare still
+        // shows a lag of about a second of its rate.
+        let saturated = now.total_lag as f64 >= now.processing_rate * SATURATED_BACKLOG_SECONDS;
+        if saturated && now.total_lag > 0 && now.processing_rate > 0.0 && busy > 0.0 {
             let sample = now.processing_rate / busy;
             self.per_replica = Some(match self.per_replica {
                 Some(old) => 0.7 * old + 0.3 * sample,
@@ -273,6 +301,9 @@ mod tests {
         assert_eq!(s.measured_per_replica(), None, "no lag: replicas may be idle, nothing learned");
         s.decide(&obs(5.0, 500, 200.0, 80.0, 2), 0, None);
         assert_eq!(s.measured_per_replica(), Some(40.0));
+        let mut s = Scaler::new(s.config.clone());
+        s.decide(&obs(0.0, 70, 60.0, 60.0, 2), 0, None);
+        assert_eq!(s.measured_per_replica(), None, "about a second of work in flight is not a backlog");
     }
 
     #[test]

@@ -6,7 +6,9 @@
 //! partitions; a replica processes up to `per_replica_rate` records/s, and the busiest replica
 //! (the one with the most partitions) sets the pace, so 9 replicas on 16 partitions do what 8
 //! do and replicas beyond the partitions idle; a replica added by a decision starts serving
-//! `startup` later; a removed one stops at once. Lag is what arrived and was not yet processed.
+//! `startup` later; a removed one stops at once. The backlog is what arrived and was not yet
+//! processed; the lag the scaler observes adds what was processed but not yet committed
+//! (`commit_delay` of the processing rate), as a real group's committed offsets trail its work.
 use std::path::Path;
 use std::time::Duration;
 
@@ -29,6 +31,8 @@ pub struct ReplicaModel {
     pub startup: Duration,
     /// Time between decisions.
     pub interval: Duration,
+    /// Processing → offset commit; the observed lag includes this much of the processing rate.
+    pub commit_delay: Duration,
 }
 
 impl ReplicaModel {
@@ -189,7 +193,7 @@ pub fn run_with_signals(
     let mut fed = 0;
     let dt = model.interval.as_secs_f64().max(0.1);
     let end = trace.last().map_or(0.0, |(t, _)| *t);
-    let mut replicas = policies.min_replicas.max(1);
+    let mut replicas = steady_replicas(model, rate_at(trace, 0.0), policies);
     let mut starting: Vec<(f64, u32)> = Vec::new();
     let mut active = replicas;
     let mut lag = 0.0f64;
@@ -206,7 +210,7 @@ pub fn run_with_signals(
         lag = lag + arrived - processed;
         let observation = Observation {
             at: t,
-            total_lag: lag.round() as u64,
+            total_lag: (lag + processed / dt * model.commit_delay.as_secs_f64()).round() as u64,
             ingest_rate: rate,
             processing_rate: processed / dt,
             partitions: model.partitions,
@@ -219,7 +223,9 @@ pub fn run_with_signals(
             signals.record(&events[fed].1, &events[fed].2, t);
             fed += 1;
         }
-        let decision = scaler.decide_with_signal(&observation, 12 * 3600, None, signals.floor(t));
+        // The trace starts at midnight UTC: schedule windows apply at the trace's time of day.
+        let seconds_of_day = (t as u64 % 86_400) as u32;
+        let decision = scaler.decide_with_signal(&observation, seconds_of_day, None, signals.floor(t));
         if decision.replicas > replicas {
             starting.push((t + model.startup.as_secs_f64(), decision.replicas - replicas));
         } else if decision.replicas < replicas {
@@ -244,6 +250,14 @@ pub fn run_with_signals(
         t += dt;
     }
     steps
+}
+
+/// The replicas a run starts with: the fewest (within the bounds) whose capacity covers the
+/// trace's first rate, as if the scaler had been running before the trace began. Starting from
+/// `min_replicas` instead would count a start-up backlog that no configuration could avoid.
+fn steady_replicas(model: &ReplicaModel, rate: f64, policies: &PolicyConfig) -> u32 {
+    let (low, high) = (policies.min_replicas.max(1), policies.max_replicas.max(policies.min_replicas).max(1));
+    (low..=high).find(|&n| model.capacity(n) >= rate).unwrap_or(high)
 }
 
 /// What a run cost and how long requests waited, for comparing configurations on one trace.
@@ -395,6 +409,7 @@ mod tests {
             partitions: 8,
             startup: Duration::from_secs(10),
             interval: Duration::from_secs(5),
+            commit_delay: Duration::from_secs(1),
         }
     }
 
