@@ -23,10 +23,9 @@ import numpy as np
 import onnxruntime as ort
 from PIL import Image, ImageDraw, ImageFont
 
-ARCFACE_TEMPLATE = np.array(
-    [[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.7366], [41.5493, 92.3655], [70.7299, 92.2041]],
-    dtype=np.float64,
-)
+# The alignment is shared with the Python baseline of `tidal bench` (the same reference pipeline).
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent / "benches" / "baselines"))
+from image_models import ARCFACE_TEMPLATE, umeyama  # noqa: E402
 
 OCR_CASES = [
     # (file, font, size, lines, rotate180)
@@ -36,22 +35,6 @@ OCR_CASES = [
     ("sans-26-rotated.png", "DejaVuSans.ttf", 26, ["Upside down text", "still reads fine"], True),
 ]
 FONT_DIR = pathlib.Path("/usr/share/fonts/truetype/dejavu")
-
-
-def umeyama(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
-    """2x3 similarity transform taking src points to dst points (least squares, no reflection)."""
-    n = src.shape[0]
-    src_mean, dst_mean = src.mean(0), dst.mean(0)
-    src_c, dst_c = src - src_mean, dst - dst_mean
-    cov = dst_c.T @ src_c / n
-    u, s, vt = np.linalg.svd(cov)
-    d = np.ones(2)
-    if np.linalg.det(cov) < 0:
-        d[1] = -1
-    r = u @ np.diag(d) @ vt
-    scale = (s * d).sum() / (src_c**2).sum() * n
-    t = dst_mean - scale * r @ src_mean
-    return np.hstack([scale * r, t[:, None]])
 
 
 def face_golden(models: pathlib.Path, faces: pathlib.Path, mtcnn_package: pathlib.Path) -> dict:
