@@ -7,7 +7,10 @@ result then depends on nothing but the text: dynamic int8 computed each activati
 the whole batch, so a text's probability moved with its batch-mates.
 
 Only the MatMuls are quantized (the projections and feed-forward layers, where the time goes);
-layer norms, softmax, GELU and the head stay fp32.
+layer norms, softmax, GELU and the head stay fp32, and so do the feed-forward down-projections
+(the MatMuls whose weight narrows, e.g. 3072 → 768): their inputs, after GELU, hold the
+outliers that a per-tensor int8 scale cannot carry (all MatMuls int8: 80.9 % on the first 800
+held-out texts against fp32's 86.4 %; down-projections kept fp32: 86.3 %).
 
 Checks before writing (exit non-zero if one fails):
   * held-out accuracy (the same 20 % split as the fp32 build) at least --min-accuracy;
@@ -25,6 +28,7 @@ import sys
 import time
 
 import numpy as np
+import onnx
 import onnxruntime as ort
 from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 from tokenizers import Tokenizer
@@ -43,6 +47,17 @@ class Snippets(CalibrationDataReader):
 
     def get_next(self):
         return next(self.feeds, None)
+
+
+def down_projections(path):
+    """The MatMuls whose constant weight [in, out] narrows (in > out): the feed-forward outputs."""
+    graph = onnx.load(path, load_external_data=False).graph
+    shapes = {i.name: tuple(i.dims) for i in graph.initializer}
+    return [
+        n.name
+        for n in graph.node
+        if n.op_type == "MatMul" and len(shapes.get(n.input[1], ())) == 2 and shapes[n.input[1]][0] > shapes[n.input[1]][1]
+    ]
 
 
 def session(path, threads=1):
@@ -110,24 +125,31 @@ def main():
     train = [texts[i] for i in perm[: int(0.8 * len(texts))]]
     calibration = train[:CALIBRATION_TEXTS]
     started = time.time()
+    kept_fp32 = down_projections(fp32)
     quantize_static(
         fp32,
         out + ".tmp",
         Snippets(tok, calibration),
         quant_format=QuantFormat.QDQ,
         op_types_to_quantize=["MatMul"],
+        nodes_to_exclude=kept_fp32,
         per_channel=True,
         activation_type=QuantType.QUInt8,
         weight_type=QuantType.QInt8,
         extra_options={"MatMulConstBOnly": True},
     )
-    print(f"quantized with {len(calibration)} calibration snippets in {time.time() - started:.0f} s", flush=True)
+    print(
+        f"quantized with {len(calibration)} calibration snippets in {time.time() - started:.0f} s "
+        f"({len(kept_fp32)} down-projections kept fp32)",
+        flush=True,
+    )
 
     with open(os.path.join(args.model_dir, "heldout.jsonl"), encoding="utf-8") as f:
         heldout = [json.loads(line) for line in f]
     int8, reference = session(out + ".tmp"), session(fp32)
     figures = {
         "calibration": f"first {CALIBRATION_TEXTS} training snippets of the fp32 build's split",
+        "kept_fp32": kept_fp32,
         "heldout_accuracy_int8": accuracy(int8, tok, heldout),
         "heldout_accuracy_fp32": accuracy(reference, tok, heldout),
         "batch_invariance_max_abs_diff": batch_invariance(int8, tok, train[1000:1032]),

@@ -361,6 +361,7 @@ fn start_tidal(config: &BenchConfig, prefix: &str, delivery: Delivery) -> Result
         pin: !config.no_pin,
         max_batch: config.max_batch,
         commit_interval: config.commit_interval.unwrap_or(ServeConfig::default().commit.interval),
+        model_dir: &config.serve().model_dir(),
         out: &config.out,
     })
 }

@@ -63,7 +63,28 @@ pub struct TidalTarget<'a> {
     pub pin: bool,
     pub max_batch: usize,
     pub commit_interval: Duration,
+    /// The folder the model files resolve against: the one the limit ran from.
+    pub model_dir: &'a Path,
     pub out: &'a Path,
+}
+
+/// The `tidal serve` configuration of one target.
+fn serve_config(target: &TidalTarget<'_>) -> String {
+    let delivery = match target.delivery {
+        Delivery::ExactlyOnce => "exactly-once",
+        Delivery::AtLeastOnce => "at-least-once",
+    };
+    let (prefix, model) = (target.prefix, target.model);
+    let model_dir = toml::Value::String(target.model_dir.display().to_string());
+    format!(
+        "app = \"{prefix}\"\nmodels = [\"{model}\"]\nmodel_dir = {model_dir}\nworkers = {}\npin_workers = {}\n\
+         delivery = \"{delivery}\"\n[batch]\nmax_batch = {}\n[commit]\ninterval = \"{}\"\n[metrics]\nlisten = \"\"\n[topics]\n\
+         request_prefix = \"{prefix}.requests.\"\nresult_prefix = \"{prefix}.results.\"\ndead_letter = \"{prefix}.dlq\"\n",
+        target.workers,
+        target.pin,
+        target.max_batch,
+        humantime::format_duration(target.commit_interval)
+    )
 }
 
 /// Starts `tidal serve` for one model with topics `<prefix>.requests.<model>` →
@@ -71,21 +92,8 @@ pub struct TidalTarget<'a> {
 pub fn start_tidal(target: &TidalTarget<'_>) -> Result<(ChildGuard, PathBuf)> {
     let exe = std::env::current_exe().map_err(|e| Error::Bench(format!("cannot find the tidal executable: {e}")))?;
     let config = target.out.join(format!("{}.toml", target.prefix));
-    let delivery = match target.delivery {
-        Delivery::ExactlyOnce => "exactly-once",
-        Delivery::AtLeastOnce => "at-least-once",
-    };
-    let (prefix, model) = (target.prefix, target.model);
-    let text = format!(
-        "app = \"{prefix}\"\nmodels = [\"{model}\"]\nworkers = {}\npin_workers = {}\ndelivery = \"{delivery}\"\n\
-         [batch]\nmax_batch = {}\n[commit]\ninterval = \"{}\"\n[metrics]\nlisten = \"\"\n[topics]\nrequest_prefix = \"{prefix}.requests.\"\n\
-         result_prefix = \"{prefix}.results.\"\ndead_letter = \"{prefix}.dlq\"\n",
-        target.workers,
-        target.pin,
-        target.max_batch,
-        humantime::format_duration(target.commit_interval)
-    );
-    std::fs::write(&config, text).map_err(|e| Error::Io { path: config.clone(), source: e })?;
+    let prefix = target.prefix;
+    std::fs::write(&config, serve_config(target)).map_err(|e| Error::Io { path: config.clone(), source: e })?;
     let log = target.out.join(format!("{prefix}.log"));
     let mut command = Command::new(exe);
     command.args(["serve", "--config"]).arg(&config).args(["--brokers", target.brokers]);
@@ -189,4 +197,29 @@ fn health_ok(port: u16) -> bool {
     stream.write_all(request.as_bytes()).is_ok()
         && stream.read_to_string(&mut response).is_ok()
         && response.starts_with("HTTP/1.1 200")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tidal_serves_the_model_folder_the_limit_ran_from() {
+        let dir = Path::new("/opt/models \"int8\"");
+        let target = TidalTarget {
+            brokers: "127.0.0.1:9092",
+            prefix: "bench-1-exactly-once",
+            model: "sentiment",
+            delivery: Delivery::ExactlyOnce,
+            workers: 2,
+            pin: true,
+            max_batch: 16,
+            commit_interval: Duration::from_millis(100),
+            model_dir: dir,
+            out: Path::new("/tmp"),
+        };
+        let config = crate::config::ServeConfig::from_toml(&serve_config(&target)).unwrap();
+        assert_eq!(config.model_dir(), dir);
+        assert_eq!((config.workers, config.batch.max_batch), (2, 16));
+    }
 }
