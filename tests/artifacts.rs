@@ -43,6 +43,16 @@ fn shipped_manifests_parse() {
         ["echo", "face-match", "ocr", "sentiment"],
         "the three shipped models and echo, each named as its file"
     );
+    // The int8 variant stands in for the fp32 sentiment model: same name, labels, tokenizer, inputs.
+    let int8 = tidal::models::Manifest::find("sentiment", Some(&repo("models/int8"))).expect("int8 manifest");
+    let fp32 = tidal::models::Manifest::find("sentiment", None).unwrap();
+    let (tidal::models::ModelKind::TextClassification(a), tidal::models::ModelKind::TextClassification(b)) =
+        (&int8.kind, &fp32.kind)
+    else {
+        panic!("both are text classifiers")
+    };
+    assert_eq!((int8.name.as_str(), &a.labels, &a.tokenizer), ("sentiment", &b.labels, &b.tokenizer));
+    assert_ne!((&int8.version, &a.model), (&fp32.version, &b.model), "its own version and model file");
 }
 
 fn serve_error(args: &[&str]) -> String {

@@ -9,9 +9,14 @@ use tidal::config::ServeConfig;
 use tidal::models::{self, Manifest, Model, ModelKind, TextClassifier};
 
 fn load() -> (TextClassifier, serde_json::Value) {
+    load_from(None)
+}
+
+/// The sentiment model of the manifests in `manifest_dir` (None: the built-in fp32 one).
+fn load_from(manifest_dir: Option<&std::path::Path>) -> (TextClassifier, serde_json::Value) {
     let config = ServeConfig::default();
     models::init_onnxruntime(&config.onnxruntime_library()).expect("ONNX Runtime (run scripts/setup.sh)");
-    let manifest = Manifest::find("sentiment", None).unwrap();
+    let manifest = Manifest::find("sentiment", manifest_dir).unwrap();
     let ModelKind::TextClassification(spec) = &manifest.kind else { panic!("sentiment is a text classifier") };
     let model_dir: PathBuf = config.model_dir();
     let classifier = TextClassifier::load(&manifest, spec, &model_dir).expect("sentiment model (run scripts/setup.sh)");
@@ -72,10 +77,25 @@ fn heldout_accuracy_through_tidal_matches_the_build() {
     // (length-grouped batches of 32, as a worker runs them): the figure the build reported, and
     // at least the 85 % the demo model promises.
     let (mut classifier, reference) = load();
+    let rows = heldout();
+    let (correct, accuracy) = heldout_accuracy(&mut classifier, &rows);
+    let built = reference["build"]["heldout_accuracy"].as_f64().unwrap();
+    println!("held-out accuracy through tidal: {accuracy:.4} ({correct}/{}); build reported {built:.4}", rows.len());
+    assert!((accuracy - built).abs() <= 2.0 / rows.len() as f64, "tidal {accuracy} vs build {built}");
+    assert!(accuracy >= 0.85, "held-out accuracy {accuracy} is below 85 %");
+}
+
+/// The held-out 20 % of the Rotten Tomatoes split the build set aside.
+fn heldout() -> Vec<serde_json::Value> {
     let model_dir = ServeConfig::default().model_dir();
     let heldout = std::fs::read_to_string(model_dir.join("sentiment/heldout.jsonl")).expect("heldout.jsonl");
     let rows: Vec<serde_json::Value> = heldout.lines().map(|line| serde_json::from_str(line).unwrap()).collect();
     assert!(rows.len() > 2000, "held-out split has {} rows", rows.len());
+    rows
+}
+
+/// Correct answers and accuracy over `rows`, in batches of 32 as a worker runs them.
+fn heldout_accuracy(classifier: &mut TextClassifier, rows: &[serde_json::Value]) -> (usize, f64) {
     let mut correct = 0;
     for chunk in rows.chunks(32) {
         let inputs: Vec<Input> = chunk.iter().map(|r| Input::Text(r["text"].as_str().unwrap().into())).collect();
@@ -83,9 +103,43 @@ fn heldout_accuracy_through_tidal_matches_the_build() {
         let results = classifier.infer(&refs).unwrap();
         correct += chunk.iter().zip(&results).filter(|(row, result)| row["label"] == result["label"]).count();
     }
-    let accuracy = correct as f64 / rows.len() as f64;
-    let built = reference["build"]["heldout_accuracy"].as_f64().unwrap();
-    println!("held-out accuracy through tidal: {accuracy:.4} ({correct}/{}); build reported {built:.4}", rows.len());
-    assert!((accuracy - built).abs() <= 2.0 / rows.len() as f64, "tidal {accuracy} vs build {built}");
-    assert!(accuracy >= 0.85, "held-out accuracy {accuracy} is below 85 %");
+    (correct, correct as f64 / rows.len() as f64)
+}
+
+fn int8() -> TextClassifier {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models/int8");
+    load_from(Some(&dir)).0
+}
+
+#[test]
+fn the_int8_variant_gives_a_text_the_same_probabilities_whatever_its_batch() {
+    // Static int8: every activation scale is a constant of the graph, so nothing a batch-mate
+    // holds can move a text's result (dynamic int8 moved it by up to 0.02).
+    let mut classifier = int8();
+    let rows = heldout();
+    let texts: Vec<&str> = rows[..32].iter().map(|r| r["text"].as_str().unwrap()).collect();
+    let longest = *texts.iter().max_by_key(|t| t.len()).unwrap();
+    let lengths: Vec<usize> = classifier.tokenize(&texts).unwrap().iter().map(Vec::len).collect();
+    assert!(lengths.iter().max().unwrap() > &(3 * lengths.iter().min().unwrap()), "mixed lengths: {lengths:?}");
+    let together = classifier.probabilities(&texts).unwrap();
+    let mut worst = 0.0f32;
+    for (i, text) in texts.iter().enumerate() {
+        let alone = classifier.probabilities(&[text]).unwrap().remove(0);
+        let padded = classifier.probabilities(&[longest, text]).unwrap().remove(1);
+        for label in 0..alone.len() {
+            worst = worst.max((alone[label] - together[i][label]).abs()).max((alone[label] - padded[label]).abs());
+        }
+    }
+    println!("int8: largest difference alone / in a batch of 32 / after padding: {worst:e}");
+    assert!(worst <= 1e-4, "a text's int8 probabilities moved by {worst} with its batch");
+}
+
+#[test]
+fn the_int8_variant_keeps_the_accuracy_bar() {
+    let (_, reference) = load();
+    let fp32 = reference["build"]["heldout_accuracy"].as_f64().unwrap();
+    let (correct, accuracy) = heldout_accuracy(&mut int8(), &heldout());
+    println!("int8 held-out accuracy through tidal: {accuracy:.4} ({correct}); fp32 {fp32:.4}");
+    assert!(accuracy >= 0.865, "int8 held-out accuracy {accuracy} is below 86.5 %");
+    assert!(accuracy >= fp32 - 0.01, "int8 {accuracy} is more than a point below fp32 {fp32}");
 }

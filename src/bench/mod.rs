@@ -116,6 +116,10 @@ pub struct BenchConfig {
     /// Folder the model manifests' files resolve against.
     #[arg(long, env = "TIDAL_MODEL_DIR")]
     pub model_dir: Option<PathBuf>,
+    /// Folder of model manifests to use instead of the built-in ones (`models/int8`: the int8
+    /// sentiment variant), for the limit and for tidal.
+    #[arg(long)]
+    pub manifest_dir: Option<PathBuf>,
 }
 
 impl BenchConfig {
@@ -135,7 +139,11 @@ impl BenchConfig {
 
     /// The processor's settings: the defaults, with the model folder given.
     fn serve(&self) -> ServeConfig {
-        ServeConfig { model_dir: self.model_dir.clone(), ..ServeConfig::default() }
+        ServeConfig {
+            model_dir: self.model_dir.clone(),
+            manifest_dir: self.manifest_dir.clone(),
+            ..ServeConfig::default()
+        }
     }
 
     fn rest_policy(&self) -> ClientPolicy {
@@ -362,6 +370,7 @@ fn start_tidal(config: &BenchConfig, prefix: &str, delivery: Delivery) -> Result
         max_batch: config.max_batch,
         commit_interval: config.commit_interval.unwrap_or(ServeConfig::default().commit.interval),
         model_dir: &config.serve().model_dir(),
+        manifest_dir: config.manifest_dir.as_deref(),
         out: &config.out,
     })
 }

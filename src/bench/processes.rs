@@ -65,6 +65,8 @@ pub struct TidalTarget<'a> {
     pub commit_interval: Duration,
     /// The folder the model files resolve against: the one the limit ran from.
     pub model_dir: &'a Path,
+    /// Manifests to use instead of the built-in ones.
+    pub manifest_dir: Option<&'a Path>,
     pub out: &'a Path,
 }
 
@@ -75,9 +77,11 @@ fn serve_config(target: &TidalTarget<'_>) -> String {
         Delivery::AtLeastOnce => "at-least-once",
     };
     let (prefix, model) = (target.prefix, target.model);
-    let model_dir = toml::Value::String(target.model_dir.display().to_string());
+    let quoted = |path: &Path| toml::Value::String(path.display().to_string());
+    let model_dir = quoted(target.model_dir);
+    let manifest_dir = target.manifest_dir.map_or(String::new(), |dir| format!("manifest_dir = {}\n", quoted(dir)));
     format!(
-        "app = \"{prefix}\"\nmodels = [\"{model}\"]\nmodel_dir = {model_dir}\nworkers = {}\npin_workers = {}\n\
+        "app = \"{prefix}\"\nmodels = [\"{model}\"]\nmodel_dir = {model_dir}\n{manifest_dir}workers = {}\npin_workers = {}\n\
          delivery = \"{delivery}\"\n[batch]\nmax_batch = {}\n[commit]\ninterval = \"{}\"\n[metrics]\nlisten = \"\"\n[topics]\n\
          request_prefix = \"{prefix}.requests.\"\nresult_prefix = \"{prefix}.results.\"\ndead_letter = \"{prefix}.dlq\"\n",
         target.workers,
@@ -216,10 +220,15 @@ mod tests {
             max_batch: 16,
             commit_interval: Duration::from_millis(100),
             model_dir: dir,
+            manifest_dir: None,
             out: Path::new("/tmp"),
         };
         let config = crate::config::ServeConfig::from_toml(&serve_config(&target)).unwrap();
         assert_eq!(config.model_dir(), dir);
+        assert_eq!(config.manifest_dir, None);
+        let int8 = TidalTarget { manifest_dir: Some(Path::new("models/int8")), ..target };
+        let config = crate::config::ServeConfig::from_toml(&serve_config(&int8)).unwrap();
+        assert_eq!(config.manifest_dir.as_deref(), Some(Path::new("models/int8")));
         assert_eq!((config.workers, config.batch.max_batch), (2, 16));
     }
 }
