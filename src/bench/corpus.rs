@@ -83,14 +83,6 @@ impl Corpus {
             Corpus::Pages(pages) => serde_json::json!({ "id": id, "image": pages[at] }).to_string(),
         }
     }
-
-    /// Request `seq` decoded as a worker decodes it (pixels, for images): the model's input.
-    pub fn input(&self, seq: u64, kind: codec::InputKind, limits: &Limits) -> Result<Input> {
-        let request = self.request(seq);
-        codec::decode_request(kind, Some(request.as_bytes()), RequestHeaders::default(), String::new, limits)
-            .map(|request| request.input)
-            .map_err(|bad| Error::Bench(format!("the benchmark's own request {seq} is refused: {bad}")))
-    }
 }
 
 const TEXTS: &[&str] = &[
@@ -120,6 +112,13 @@ pub fn text(seq: u64) -> &'static str {
 /// The JSON text request number `seq`: `{"id": "r<seq>", "text": ...}`.
 pub fn request(seq: u64) -> String {
     Corpus::Texts.request(seq)
+}
+
+/// A request's JSON decoded as a worker decodes it (for images: base64, then the pixels).
+pub fn decode(request: &str, kind: codec::InputKind, limits: &Limits) -> Result<Input> {
+    codec::decode_request(kind, Some(request.as_bytes()), RequestHeaders::default(), String::new, limits)
+        .map(|request| request.input)
+        .map_err(|bad| Error::Bench(format!("the benchmark's own request is refused: {bad}")))
 }
 
 /// The sequence number back from a result's JSON value (`"id": "r<seq>"`).

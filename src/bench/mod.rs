@@ -1,5 +1,5 @@
 //! `tidal bench`: in one run, on the same machine, model, broker and cores, measures
-//! - the **limit**: the model alone in a tight loop (what no pipeline can beat);
+//! - the **limit**: decoding and the model alone in a tight loop (what no pipeline can beat);
 //! - **tidal** end to end through the broker, exactly-once and at-least-once: capacity (a
 //!   backlog drained as fast as possible) and latency at fixed open-loop loads;
 //! - the **baselines** a team would run instead, with the same model file: Kafka Streams with the
@@ -185,13 +185,13 @@ pub fn run(config: &BenchConfig) -> Result<Report> {
         // Nothing to run alone: the limit is the pipeline's, which is what is measured.
         config.max_backlog.max(200)
     } else {
-        let progress = timed_bar(config.duration, format!("limit: model alone, batch {}", config.max_batch));
+        let progress = timed_bar(config.duration, format!("limit: decode + model, batch {}", config.max_batch));
         let serve = config.serve();
         let limit =
             limit::measure(&serve, &manifest, &corpus, config.max_batch, config.duration, worker_core, &progress)?;
         progress.finish();
         let short = config.duration / 3;
-        let progress = timed_bar(short, "limit: model alone, batch 1".into());
+        let progress = timed_bar(short, "limit: decode + model, batch 1".into());
         report.limit_batch1 = Some(limit::measure(&serve, &manifest, &corpus, 1, short, worker_core, &progress)?);
         progress.finish();
         let backlog = (limit.throughput * config.duration.as_secs_f64()) as u64;
@@ -237,7 +237,7 @@ pub fn run(config: &BenchConfig) -> Result<Report> {
 
     // The model alone once more: the machine's speed drifts over minutes (see Report::limit_after).
     if let Some(before) = report.limit.as_ref().map(|r| r.name.clone()) {
-        let progress = timed_bar(config.duration, format!("limit again: model alone, batch {}", config.max_batch));
+        let progress = timed_bar(config.duration, format!("limit again: decode + model, batch {}", config.max_batch));
         let serve = config.serve();
         let mut after =
             limit::measure(&serve, &manifest, &corpus, config.max_batch, config.duration, worker_core, &progress)?;

@@ -90,6 +90,11 @@ pub struct FaceMatchSpec {
     /// Smallest face searched for, in pixels.
     #[serde(default = "default_min_face")]
     pub min_face: f64,
+    /// Smallest face searched for, as a share of the detected image's shorter side (0: only
+    /// `min_face`). The pyramid's largest levels exist only for the smallest faces, and cost
+    /// the most: a photo whose face is a tenth of it needs none of them.
+    #[serde(default)]
+    pub min_face_ratio: f64,
     /// Image pyramid ratio.
     #[serde(default = "default_scale_factor")]
     pub scale_factor: f64,
@@ -381,12 +386,13 @@ impl Manifest {
             ModelKind::FaceMatch(spec) => {
                 if !(spec.scale_factor > 0.1 && spec.scale_factor < 0.95)
                     || spec.min_face < 12.0
+                    || !(0.0..0.5).contains(&spec.min_face_ratio)
                     || spec.embed_batch == 0
                     || spec.detector_max_side < 64
                 {
                     return Err(Error::Config(format!(
                         "model manifest {origin}: scale_factor must be in (0.1, 0.95), min_face at least 12, \
-                         embed_batch at least 1 and detector_max_side at least 64"
+                         min_face_ratio in [0, 0.5), embed_batch at least 1 and detector_max_side at least 64"
                     )));
                 }
             }

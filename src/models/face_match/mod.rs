@@ -61,6 +61,7 @@ impl FaceMatcher {
             onet: super::new_image_session(&model_dir.join(&spec.onet))?,
             settings: DetectorSettings {
                 min_face: spec.min_face,
+                min_face_ratio: spec.min_face_ratio,
                 scale_factor: spec.scale_factor,
                 thresholds: spec.stage_thresholds,
             },

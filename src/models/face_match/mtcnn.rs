@@ -59,6 +59,8 @@ impl Face {
 pub struct DetectorSettings {
     /// Smallest face searched for, in pixels.
     pub min_face: f64,
+    /// Smallest face as a share of the image's shorter side (0: `min_face` only).
+    pub min_face_ratio: f64,
     /// Ratio between successive pyramid levels.
     pub scale_factor: f64,
     /// Score thresholds of P-Net, R-Net and O-Net.
@@ -112,8 +114,9 @@ impl Mtcnn {
 
     /// The pyramid scales: the first maps `min_face` to P-Net's 12-pixel window.
     fn scales(&self, width: usize, height: usize) -> Vec<f64> {
-        let m = 12.0 / self.settings.min_face;
-        let mut min_layer = width.min(height) as f64 * m;
+        let shorter = width.min(height) as f64;
+        let m = 12.0 / self.settings.min_face.max(self.settings.min_face_ratio * shorter);
+        let mut min_layer = shorter * m;
         let mut scales = Vec::new();
         let mut factor = 1.0;
         while min_layer >= 12.0 {
