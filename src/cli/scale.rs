@@ -67,10 +67,10 @@ pub enum ScaleCommand {
         /// Folder for simulation.csv and simulation.png (compare-<trace>.png with --compare).
         #[arg(long, default_value = ".")]
         out: PathBuf,
-        /// Run every built-in trace (or --trace FILE) through three configurations — the
+        /// Run every built-in trace (or --trace FILE) through four configurations — the
         /// KEDA-equivalent lag policy (deploy/kubernetes/keda/scale.toml), --config's policies,
-        /// and those plus a latency SLO — and print cost, seconds over the SLO, peak lag and time
-        /// to enough replicas for each.
+        /// those plus a latency SLO, and those plus signals — and print cost, seconds over the
+        /// SLO, peak lag and time to enough replicas for each.
         #[arg(long)]
         compare: bool,
         /// The wait a new request should not exceed (--compare's latency policy and its count of
