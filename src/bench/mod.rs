@@ -45,7 +45,8 @@ pub struct BenchConfig {
     #[arg(long, env = "TIDAL_BROKERS", default_value = "127.0.0.1:9092")]
     pub brokers: String,
     /// The model measured: `sentiment`, `echo` (no inference: what the pipeline itself costs),
-    /// `face-match` or `ocr`. The Python stream consumer serves sentiment and the image models (REST sentiment only), Kafka Streams text models.
+    /// `face-match` or `ocr`. The Python stream consumer serves sentiment and the image models
+    /// (REST sentiment only), Kafka Streams text models.
     #[arg(long, default_value = "sentiment")]
     pub model: String,
     /// Face photos for `--model face-match` (default: the set-up's, `$TIDAL_HOME/testdata/faces`).
@@ -117,7 +118,8 @@ pub struct BenchConfig {
     #[arg(long, env = "TIDAL_MODEL_DIR")]
     pub model_dir: Option<PathBuf>,
     /// Folder of model manifests to use instead of the built-in ones (`models/int8`: the int8
-    /// sentiment variant), for the limit and for tidal.
+    /// sentiment variant), for the limit, tidal and Kafka Streams (the Python baselines keep the
+    /// built-in fp32 manifest).
     #[arg(long)]
     pub manifest_dir: Option<PathBuf>,
 }
@@ -292,8 +294,10 @@ fn python_stream_phase(
     let prefix = format!("bench-{nonce}-python");
     let (requests, results) = (format!("{prefix}.requests"), format!("{prefix}.results"));
     kafka_load::create_topics(kafka, &[&requests, &results], PARTITIONS)?;
-    let rate = report.rest_capacity.as_ref().map_or(100.0, |r| r.throughput.max(10.0));
-    let n = backlog.unwrap_or(((rate * config.duration.as_secs_f64()) as u64).max(200));
+    let n = backlog.unwrap_or_else(|| {
+        let rate = report.rest_capacity.as_ref().map_or(100.0, |r| r.throughput.max(10.0));
+        ((rate * config.duration.as_secs_f64()) as u64).max(200)
+    });
     // A deadline for a consumer that stopped answering, not a target: at least 5/s for texts,
     // 5 s per request for images (the reference OCR takes 1.6 s per page on one thread here).
     let allowed = if backlog.is_some() { n as f64 * 5.0 } else { n as f64 / 5.0 };

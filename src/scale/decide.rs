@@ -220,7 +220,7 @@ impl Scaler {
         // trail the work by a batch and its transaction, so a group with room to spare still
         // shows a lag of about a second of its rate.
         let saturated = now.total_lag as f64 >= now.processing_rate * SATURATED_BACKLOG_SECONDS;
-        if saturated && now.total_lag > 0 && now.processing_rate > 0.0 && busy > 0.0 {
+        if saturated && now.processing_rate > 0.0 && busy > 0.0 {
             let sample = now.processing_rate / busy;
             self.per_replica = Some(match self.per_replica {
                 Some(old) => 0.7 * old + 0.3 * sample,
