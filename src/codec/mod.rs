@@ -3,6 +3,7 @@
 
 mod bad_input;
 pub mod dead_letter;
+mod envelope;
 mod request;
 mod response;
 

@@ -10,8 +10,8 @@
 
 use base64::Engine;
 use image::RgbImage;
-use serde_json::{Map, Value};
 
+use super::envelope::{self, Envelope, Field, Parsed};
 use super::{BadInput, BadInputKind};
 use crate::config::Limits;
 use crate::vision::{decode_image, ImageLimits, ImageProblem, ImageRejected};
@@ -106,25 +106,25 @@ pub fn decode_request(
     let text = std::str::from_utf8(bytes).map_err(|e| {
         BadInput::new(BadInputKind::InvalidUtf8, format!("value is not UTF-8 (byte {})", e.valid_up_to()))
     })?;
-    let json: Value = serde_json::from_str(text)
+    let parsed = envelope::parse(text)
         .map_err(|e| BadInput::new(BadInputKind::InvalidJson, format!("value is not JSON: {e}")))?;
-    let Value::Object(fields) = json else {
-        return Err(BadInput::new(
-            BadInputKind::NotAnObject,
-            format!("value is a JSON {}, expected an object like {{\"text\": \"...\"}}", json_type(&json)),
-        ));
+    let fields = match parsed {
+        Parsed::Object(fields) => fields,
+        Parsed::NotAnObject(json_type) => {
+            return Err(BadInput::new(
+                BadInputKind::NotAnObject,
+                format!("value is a JSON {json_type}, expected an object like {{\"text\": \"...\"}}"),
+            ))
+        }
     };
-    let id = match optional_field(&fields, "id")? {
+    let id = match &fields.id {
         None => default_id(),
-        Some(Value::String(id)) => checked_id(id.clone(), limits)?,
+        Some(Field::Str(id)) => checked_id(id.to_string(), limits)?,
         Some(other) => return Err(wrong_type("id", "a string", other)),
     };
-    let deadline_ms = match optional_field(&fields, "deadline_ms")? {
+    let deadline_ms = match &fields.deadline_ms {
         None => None,
-        Some(Value::Number(n)) => match n.as_i64() {
-            Some(ms) => Some(ms),
-            None => return Err(wrong_type("deadline_ms", "an integer (Unix milliseconds)", &Value::Number(n.clone()))),
-        },
+        Some(Field::Int(ms)) => Some(*ms),
         Some(other) => return Err(wrong_type("deadline_ms", "an integer (Unix milliseconds)", other)),
     };
     let input = match kind {
@@ -148,10 +148,10 @@ fn checked_id(id: String, limits: &Limits) -> Result<String, BadInput> {
     Ok(id)
 }
 
-fn text_field(fields: &Map<String, Value>, limits: &Limits) -> Result<String, BadInput> {
-    let text = match optional_field(fields, "text")? {
+fn text_field(fields: &Envelope<'_>, limits: &Limits) -> Result<String, BadInput> {
+    let text = match &fields.text {
         None => return Err(BadInput::new(BadInputKind::MissingField, "field 'text' is required")),
-        Some(Value::String(text)) => text,
+        Some(Field::Str(text)) => text,
         Some(other) => return Err(wrong_type("text", "a string", other)),
     };
     if text.trim().is_empty() {
@@ -163,18 +163,18 @@ fn text_field(fields: &Map<String, Value>, limits: &Limits) -> Result<String, Ba
             format!("'text' is {} bytes, limit is {} (limits.max_text_bytes)", text.len(), limits.max_text_bytes),
         ));
     }
-    Ok(text.clone())
+    Ok(text.to_string())
 }
 
 /// A base64 image field, decoded to pixels.
-fn image_field(fields: &Map<String, Value>, name: &str, limits: &Limits) -> Result<RgbImage, BadInput> {
-    let encoded = match optional_field(fields, name)? {
+fn image_field(fields: &Envelope<'_>, name: &str, limits: &Limits) -> Result<RgbImage, BadInput> {
+    let encoded = match fields.get(name) {
         None => return Err(BadInput::new(BadInputKind::MissingField, format!("field '{name}' is required"))),
-        Some(Value::String(text)) => text,
+        Some(Field::Str(text)) => text,
         Some(other) => return Err(wrong_type(name, "a base64 string", other)),
     };
     // Tolerate a data URL prefix and line breaks, as clients often send them.
-    let encoded = encoded.split_once(";base64,").map_or(encoded.as_str(), |(_, data)| data);
+    let encoded = encoded.split_once(";base64,").map_or(encoded.as_ref(), |(_, data)| data);
     let cleaned: String = encoded.chars().filter(|c| !c.is_ascii_whitespace()).collect();
     let bytes = base64::engine::general_purpose::STANDARD
         .decode(cleaned.as_bytes())
@@ -201,24 +201,8 @@ fn bad_image(rejected: ImageRejected, field: Option<&str>) -> BadInput {
     }
 }
 
-/// A present, non-null field.
-fn optional_field<'a>(fields: &'a Map<String, Value>, name: &str) -> Result<Option<&'a Value>, BadInput> {
-    Ok(fields.get(name).filter(|v| !v.is_null()))
-}
-
-fn wrong_type(field: &str, expected: &str, got: &Value) -> BadInput {
-    BadInput::new(BadInputKind::WrongType, format!("field '{field}' must be {expected}, got a {}", json_type(got)))
-}
-
-fn json_type(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "boolean",
-        Value::Number(_) => "number",
-        Value::String(_) => "string",
-        Value::Array(_) => "array",
-        Value::Object(_) => "object",
-    }
+fn wrong_type(field: &str, expected: &str, got: &Field<'_>) -> BadInput {
+    BadInput::new(BadInputKind::WrongType, format!("field '{field}' must be {expected}, got a {}", got.json_type()))
 }
 
 #[cfg(test)]
