@@ -90,7 +90,7 @@ pub struct FaceMatchSpec {
     /// Smallest face searched for, in pixels.
     #[serde(default = "default_min_face")]
     pub min_face: f64,
-    /// Smallest face searched for, as a share of the detected image's shorter side (0: only
+    /// Smallest face searched for, as a share of the photo's shorter side (0: only
     /// `min_face`). The pyramid's largest levels exist only for the smallest faces, and cost
     /// the most: a photo whose face is a tenth of it needs none of them.
     #[serde(default)]
@@ -105,10 +105,9 @@ pub struct FaceMatchSpec {
     /// measured slower per face (11.6 ms at 1, 15–16 ms at 8), so the default is 1.
     #[serde(default = "default_one")]
     pub embed_batch: usize,
-    /// Longest side of the image the detector sees: a larger photo is scaled down for detection
-    /// (faces are then aligned from the full-resolution pixels). Bounds the detector's time and
-    /// memory, which grow with the pixel count (a 12-megapixel photo at full size took seconds
-    /// and hundreds of MiB).
+    /// Faces under `min_face` pixels of the photo scaled to this longest side are not searched:
+    /// bounds the pyramid of a large photo, whose full-size levels took seconds and hundreds of
+    /// MiB for a 12-megapixel photo. (The levels themselves are resampled from the photo.)
     #[serde(default = "default_detector_max_side")]
     pub detector_max_side: u32,
 }

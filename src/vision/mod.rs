@@ -14,4 +14,6 @@ mod resample;
 pub use decode::{decode_image, ImageLimits, ImageProblem, ImageRejected};
 pub use geometry::{min_area_rect, perspective_transform, similarity_transform, Point, RotatedRect};
 pub use planar::FloatImage;
-pub use resample::{resize_area, resize_linear, resize_linear_rgb, warp_affine, warp_perspective, Border};
+pub use resample::{
+    resize_area, resize_area_rgb, resize_linear, resize_linear_rgb, warp_affine, warp_perspective, Border,
+};

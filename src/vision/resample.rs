@@ -17,15 +17,36 @@ pub fn resize_area(src: &FloatImage, width: usize, height: usize) -> FloatImage 
     if width > src.width || height > src.height || width == 0 || height == 0 {
         return resize_linear(src, width, height);
     }
-    let columns = area_weights(src.width, width);
-    let rows = area_weights(src.height, height);
-    // Horizontal pass: src.height × width.
-    let mut wide = FloatImage::zeros(width, src.height);
-    for y in 0..src.height {
+    resize_area_from(&src.data, src.width, src.height, width, height)
+}
+
+/// [`resize_area`] straight from 8-bit pixels: the same values as
+/// `resize_area(&FloatImage::from_rgb(src), ..)` without a float copy of the whole source.
+pub fn resize_area_rgb(src: &RgbImage, width: usize, height: usize) -> FloatImage {
+    if width > src.width() as usize || height > src.height() as usize || width == 0 || height == 0 {
+        return resize_linear_rgb(src, width, height);
+    }
+    resize_area_from(src.as_raw(), src.width() as usize, src.height() as usize, width, height)
+}
+
+/// Area resize of interleaved 3-channel samples (`f32` or `u8`: the same layout), row slices
+/// read directly (a photo's pyramid level reads every one of its pixels).
+fn resize_area_from<T: Copy + Into<f32>>(
+    data: &[T],
+    src_width: usize,
+    src_height: usize,
+    width: usize,
+    height: usize,
+) -> FloatImage {
+    let columns = area_weights(src_width, width);
+    let rows = area_weights(src_height, height);
+    // Horizontal pass: src_height × width.
+    let mut wide = FloatImage::zeros(width, src_height);
+    for (y, row) in data.chunks_exact(src_width * 3).take(src_height).enumerate() {
         for (x, taps) in columns.iter().enumerate() {
             let mut acc = [0.0f32; 3];
             for &(sx, w) in taps {
-                let p = src.pixel(sx, y);
+                let p: [f32; 3] = [row[sx * 3].into(), row[sx * 3 + 1].into(), row[sx * 3 + 2].into()];
                 for c in 0..3 {
                     acc[c] += p[c] * w;
                 }
@@ -213,6 +234,7 @@ mod tests {
         });
         for (w, h) in [(40, 25), (200, 130), (97, 30)] {
             assert_eq!(resize_linear_rgb(&image, w, h), resize_linear(&FloatImage::from_rgb(&image), w, h));
+            assert_eq!(resize_area_rgb(&image, w, h), resize_area(&FloatImage::from_rgb(&image), w, h));
         }
     }
 

@@ -2,10 +2,11 @@
 //!
 //! Per image: MTCNN finds faces and five landmarks; the largest face is aligned to the standard
 //! 112×112 five-point template with a similarity transform; MobileFaceNet embeds it; the
-//! embeddings are L2-normalised and compared by cosine. A photo larger than `detector_max_side`
-//! is scaled down for detection only; the face is aligned from a crop of the full-resolution
-//! pixels, so a large photo costs the detector no more than a small one and no full-size float
-//! copy is made. The faces of a batch go through the
+//! embeddings are L2-normalised and compared by cosine. The detector resamples its pyramid levels
+//! and crops from the photo itself and skips the levels for faces under `min_face_ratio` of the
+//! photo (or under `min_face` pixels at `detector_max_side`), so a large photo costs the detector
+//! little more than a small one, no float copy of the whole photo is made, and the boxes are the
+//! ones a detector on the whole photo finds. The faces of a batch go through the
 //! embedder `embed_batch` at a time. An image without a face is an answer (`match: false` with a reason),
 //! not an error.
 mod mtcnn;
@@ -64,6 +65,7 @@ impl FaceMatcher {
                 min_face_ratio: spec.min_face_ratio,
                 scale_factor: spec.scale_factor,
                 thresholds: spec.stage_thresholds,
+                max_side: spec.detector_max_side,
             },
             model: manifest.name.clone(),
         };
@@ -100,27 +102,10 @@ impl FaceMatcher {
         Ok(analyses)
     }
 
-    /// Every face of `image` (in its own pixels) and the largest one aligned. A photo within
-    /// `detector_max_side` is detected and aligned as it is; a larger one is detected on a
-    /// scaled-down copy and aligned from a full-resolution crop around the face.
+    /// Every face of `image` and the largest one aligned (from a crop of the photo: no float copy
+    /// of the whole photo is made).
     fn detect_and_align(&mut self, image: &image::RgbImage) -> Result<(Vec<Face>, Option<FloatImage>)> {
-        let longest = image.width().max(image.height());
-        let limit = self.spec.detector_max_side;
-        if longest <= limit {
-            let pixels = FloatImage::from_rgb(image);
-            let faces = self.detector.detect(&pixels)?;
-            let aligned = largest(&faces).map(|face| align(&pixels, face));
-            return Ok((faces, aligned));
-        }
-        let scale = f64::from(limit) / f64::from(longest);
-        let (width, height) = (
-            ((f64::from(image.width()) * scale).round() as u32).max(1),
-            ((f64::from(image.height()) * scale).round() as u32).max(1),
-        );
-        let small = image::imageops::resize(image, width, height, image::imageops::FilterType::Triangle);
-        let (sx, sy) = (f64::from(image.width()) / f64::from(width), f64::from(image.height()) / f64::from(height));
-        let faces: Vec<Face> =
-            self.detector.detect(&FloatImage::from_rgb(&small))?.into_iter().map(|f| f.scaled(sx, sy)).collect();
+        let faces = self.detector.detect(image)?;
         let aligned = largest(&faces).map(|face| align_from_crop(image, face));
         Ok((faces, aligned))
     }

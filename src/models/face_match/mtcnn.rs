@@ -5,12 +5,13 @@
 //! The nets of this family were converted from Keras and expect every image with height and
 //! width swapped (tensor `[N, width, height, 3]`); crops are taken with the original's 1-based
 //! offsets and zero padding so that boxes match the reference implementation.
+use image::RgbImage;
 use ndarray::{Array4, ArrayD, Ix2, Ix4};
 use ort::session::Session;
 
 use crate::error::{Error, Result};
 use crate::models::run_f32;
-use crate::vision::{resize_area, FloatImage, Point};
+use crate::vision::{resize_area, resize_area_rgb, FloatImage, Point};
 
 /// A detected face: box corners, confidence and five landmarks, in source-image pixels.
 #[derive(Debug, Clone, PartialEq)]
@@ -27,18 +28,6 @@ pub struct Face {
 impl Face {
     pub fn area(&self) -> f64 {
         (self.x2 - self.x1).max(0.0) * (self.y2 - self.y1).max(0.0)
-    }
-
-    /// The face in an image scaled by (`sx`, `sy`) from the one it was found in.
-    pub fn scaled(&self, sx: f64, sy: f64) -> Face {
-        Face {
-            x1: self.x1 * sx,
-            y1: self.y1 * sy,
-            x2: self.x2 * sx,
-            y2: self.y2 * sy,
-            score: self.score,
-            landmarks: self.landmarks.map(|p| Point::new(p.x * sx, p.y * sy)),
-        }
     }
 
     /// The face in an image whose origin moved by (`dx`, `dy`).
@@ -65,6 +54,8 @@ pub struct DetectorSettings {
     pub scale_factor: f64,
     /// Score thresholds of P-Net, R-Net and O-Net.
     pub thresholds: [f64; 3],
+    /// Faces under `min_face` pixels of the photo scaled to this longest side are not searched.
+    pub max_side: u32,
 }
 
 /// The three nets, owned by one worker.
@@ -99,44 +90,55 @@ impl Mtcnn {
         crate::models::check_signature(&self.onet, &self.model, &[ONET.0], &ONET.1)
     }
 
-    /// Every face found in `image` (RGB, 0–255), best first after the last suppression.
-    pub fn detect(&mut self, image: &FloatImage) -> Result<Vec<Face>> {
-        let proposals = self.propose(image)?;
+    /// Every face found in `photo`, best first after the last suppression. Every pyramid level
+    /// and every crop is resampled from the photo's own pixels, as the reference does; only the
+    /// levels and the crops are converted to floats, never the whole photo.
+    pub fn detect(&mut self, photo: &RgbImage) -> Result<Vec<Face>> {
+        let proposals = self.propose(photo)?;
         if proposals.is_empty() {
             return Ok(Vec::new());
         }
-        let refined = self.refine(image, &proposals)?;
+        let refined = self.refine(photo, &proposals)?;
         if refined.is_empty() {
             return Ok(Vec::new());
         }
-        self.output(image, &refined)
+        self.output(photo, &refined)
     }
 
-    /// The pyramid scales: the first maps `min_face` to P-Net's 12-pixel window.
+    /// The pyramid scales: the photo's ladder — the first level maps `min_face` pixels to P-Net's
+    /// 12-pixel window, each next one is `scale_factor` smaller — less the levels for faces under
+    /// `min_face_ratio` of the photo's shorter side, or under `min_face` pixels of the photo
+    /// scaled to `max_side`. Cutting levels off the ladder (rather than starting a ladder at the
+    /// smallest face, or detecting on a scaled copy) keeps the levels a detector on the whole
+    /// photo uses, and with them its boxes and landmarks.
     fn scales(&self, width: usize, height: usize) -> Vec<f64> {
-        let shorter = width.min(height) as f64;
-        let m = 12.0 / self.settings.min_face.max(self.settings.min_face_ratio * shorter);
-        let mut min_layer = shorter * m;
+        let settings = &self.settings;
+        let (shorter, longer) = (width.min(height) as f64, width.max(height) as f64);
+        let first = 12.0 / settings.min_face;
+        let largest =
+            first.min(12.0 / (settings.min_face_ratio * shorter)).min(first * f64::from(settings.max_side) / longer);
         let mut scales = Vec::new();
-        let mut factor = 1.0;
-        while min_layer >= 12.0 {
-            scales.push(m * factor);
-            factor *= self.settings.scale_factor;
-            min_layer *= self.settings.scale_factor;
+        let mut scale = first;
+        while shorter * scale >= 12.0 {
+            if scale <= largest * (1.0 + 1e-9) {
+                scales.push(scale);
+            }
+            scale *= settings.scale_factor;
         }
         scales
     }
 
     /// Stage 1: P-Net over the pyramid; returns square integer boxes.
-    fn propose(&mut self, image: &FloatImage) -> Result<Vec<Candidate>> {
+    fn propose(&mut self, photo: &RgbImage) -> Result<Vec<Candidate>> {
         let mut all = Vec::new();
-        for scale in self.scales(image.width, image.height) {
-            let width = (image.width as f64 * scale).ceil() as usize;
-            let height = (image.height as f64 * scale).ceil() as usize;
+        let (photo_width, photo_height) = (photo.width() as usize, photo.height() as usize);
+        for scale in self.scales(photo_width, photo_height) {
+            let width = (photo_width as f64 * scale).ceil() as usize;
+            let height = (photo_height as f64 * scale).ceil() as usize;
             if width < 12 || height < 12 {
                 continue;
             }
-            let scaled = resize_area(image, width, height).quantize();
+            let scaled = resize_area_rgb(photo, width, height).quantize();
             let input = transposed_batch(std::slice::from_ref(&scaled));
             let out = run_f32(&mut self.pnet, &self.model, PNET.0, input.view().into_dyn(), &PNET.1)?;
             let (reg, prob) = (as4(&out[0], &self.model)?, as4(&out[1], &self.model)?);
@@ -180,7 +182,7 @@ impl Mtcnn {
     }
 
     /// Stage 2: R-Net on 24×24 crops of the proposals.
-    fn refine(&mut self, image: &FloatImage, proposals: &[Candidate]) -> Result<Vec<Candidate>> {
+    fn refine(&mut self, image: &RgbImage, proposals: &[Candidate]) -> Result<Vec<Candidate>> {
         let crops: Vec<FloatImage> = proposals.iter().map(|b| crop_box(image, b, 24)).collect();
         let input = transposed_batch(&crops);
         let out = run_f32(&mut self.rnet, &self.model, RNET.0, input.view().into_dyn(), &RNET.1)?;
@@ -199,7 +201,7 @@ impl Mtcnn {
     }
 
     /// Stage 3: O-Net on 48×48 crops; boxes, scores and landmarks.
-    fn output(&mut self, image: &FloatImage, refined: &[Candidate]) -> Result<Vec<Face>> {
+    fn output(&mut self, image: &RgbImage, refined: &[Candidate]) -> Result<Vec<Face>> {
         let boxes: Vec<Candidate> = refined
             .iter()
             .map(|b| Candidate { x1: b.x1.trunc(), y1: b.y1.trunc(), x2: b.x2.trunc(), y2: b.y2.trunc(), ..*b })
@@ -249,11 +251,26 @@ fn transposed_batch(images: &[FloatImage]) -> Array4<f32> {
     tensor
 }
 
-/// The box's pixels (1-based corners, as in the original), zero outside the image, resized.
-fn crop_box(image: &FloatImage, b: &Candidate, size: usize) -> FloatImage {
+/// The box's pixels (1-based corners, as in the original), zero outside the image, resized. Only
+/// the box is converted to floats.
+fn crop_box(image: &RgbImage, b: &Candidate, size: usize) -> FloatImage {
     let width = (b.x2 - b.x1 + 1.0).max(1.0) as usize;
     let height = (b.y2 - b.y1 + 1.0).max(1.0) as usize;
-    let patch = image.crop(b.x1 as i64 - 1, b.y1 as i64 - 1, width, height);
+    let (left, top) = (b.x1 as i64 - 1, b.y1 as i64 - 1);
+    let (image_width, image_height) = (i64::from(image.width()), i64::from(image.height()));
+    let mut patch = FloatImage::zeros(width, height);
+    for y in 0..height {
+        let source_y = top + y as i64;
+        if !(0..image_height).contains(&source_y) {
+            continue;
+        }
+        for x in 0..width {
+            let source_x = left + x as i64;
+            if (0..image_width).contains(&source_x) {
+                patch.set_pixel(x, y, image.get_pixel(source_x as u32, source_y as u32).0.map(f32::from));
+            }
+        }
+    }
     resize_area(&patch, size, size)
 }
 
