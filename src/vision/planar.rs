@@ -48,20 +48,13 @@ impl FloatImage {
 
     /// The sub-image `[x, x + width) × [y, y + height)`; pixels outside the source are black.
     pub fn crop(&self, x: i64, y: i64, width: usize, height: usize) -> Self {
-        let mut out = FloatImage::zeros(width, height);
-        for row in 0..height {
-            let sy = y + row as i64;
-            if sy < 0 || sy >= self.height as i64 {
-                continue;
-            }
-            for col in 0..width {
-                let sx = x + col as i64;
-                if sx >= 0 && sx < self.width as i64 {
-                    out.set_pixel(col, row, self.pixel(sx as usize, sy as usize));
-                }
-            }
-        }
-        out
+        crop_from(self.width, self.height, |sx, sy| self.pixel(sx, sy), x, y, width, height)
+    }
+
+    /// [`crop`](Self::crop) straight from 8-bit pixels: only the sub-image is converted to floats.
+    pub fn crop_rgb(image: &RgbImage, x: i64, y: i64, width: usize, height: usize) -> Self {
+        let pixel = |sx: usize, sy: usize| image.get_pixel(sx as u32, sy as u32).0.map(f32::from);
+        crop_from(image.width() as usize, image.height() as usize, pixel, x, y, width, height)
     }
 
     /// Rotated by 180 degrees.
@@ -95,9 +88,43 @@ impl FloatImage {
     }
 }
 
+fn crop_from(
+    src_width: usize,
+    src_height: usize,
+    pixel: impl Fn(usize, usize) -> [f32; 3],
+    x: i64,
+    y: i64,
+    width: usize,
+    height: usize,
+) -> FloatImage {
+    let mut out = FloatImage::zeros(width, height);
+    for row in 0..height {
+        let sy = y + row as i64;
+        if sy < 0 || sy >= src_height as i64 {
+            continue;
+        }
+        for col in 0..width {
+            let sx = x + col as i64;
+            if sx >= 0 && sx < src_width as i64 {
+                out.set_pixel(col, row, pixel(sx as usize, sy as usize));
+            }
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cropping_8_bit_pixels_equals_cropping_their_float_copy() {
+        let image = RgbImage::from_fn(23, 17, |x, y| image::Rgb([(x * 11) as u8, (y * 13) as u8, (x + y) as u8]));
+        let whole = FloatImage::from_rgb(&image);
+        for (x, y, w, h) in [(3, 2, 10, 9), (-4, -3, 12, 8), (18, 12, 9, 9), (30, 0, 4, 4)] {
+            assert_eq!(FloatImage::crop_rgb(&image, x, y, w, h), whole.crop(x, y, w, h), "({x}, {y}) {w}×{h}");
+        }
+    }
 
     fn numbered(width: usize, height: usize) -> FloatImage {
         let data = (0..width * height).flat_map(|i| [i as f32, 0.0, 1.0]).collect();

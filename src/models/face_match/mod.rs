@@ -201,8 +201,8 @@ fn align_from_crop(image: &image::RgbImage, face: &Face) -> FloatImage {
     if x1 <= x0 || y1 <= y0 {
         return FloatImage::zeros(112, 112);
     }
-    let crop = image::imageops::crop_imm(image, x0, y0, x1 - x0, y1 - y0).to_image();
-    align(&FloatImage::from_rgb(&crop), &face.shifted(-f64::from(x0), -f64::from(y0)))
+    let crop = FloatImage::crop_rgb(image, i64::from(x0), i64::from(y0), (x1 - x0) as usize, (y1 - y0) as usize);
+    align(&crop, &face.shifted(-f64::from(x0), -f64::from(y0)))
 }
 
 fn largest(faces: &[Face]) -> Option<&Face> {

@@ -256,21 +256,7 @@ fn transposed_batch(images: &[FloatImage]) -> Array4<f32> {
 fn crop_box(image: &RgbImage, b: &Candidate, size: usize) -> FloatImage {
     let width = (b.x2 - b.x1 + 1.0).max(1.0) as usize;
     let height = (b.y2 - b.y1 + 1.0).max(1.0) as usize;
-    let (left, top) = (b.x1 as i64 - 1, b.y1 as i64 - 1);
-    let (image_width, image_height) = (i64::from(image.width()), i64::from(image.height()));
-    let mut patch = FloatImage::zeros(width, height);
-    for y in 0..height {
-        let source_y = top + y as i64;
-        if !(0..image_height).contains(&source_y) {
-            continue;
-        }
-        for x in 0..width {
-            let source_x = left + x as i64;
-            if (0..image_width).contains(&source_x) {
-                patch.set_pixel(x, y, image.get_pixel(source_x as u32, source_y as u32).0.map(f32::from));
-            }
-        }
-    }
+    let patch = FloatImage::crop_rgb(image, b.x1 as i64 - 1, b.y1 as i64 - 1, width, height);
     resize_area(&patch, size, size)
 }
 
