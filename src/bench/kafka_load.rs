@@ -20,6 +20,7 @@ use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{Offset, TopicPartitionList};
 
 use super::corpus::{self, Corpus};
+use super::cpu::CpuMeter;
 use super::measure::{self, RunResult};
 use crate::config::KafkaConfig;
 use crate::error::{Error, Result};
@@ -132,6 +133,16 @@ impl Arrivals {
             per_second: measure::per_second(&offsets),
             ..RunResult::default()
         }
+    }
+
+    /// CPU microseconds per answer that `meter` saw over the window the drain rate spans.
+    pub fn cpu_per_answer(&self, meter: &CpuMeter) -> Option<f64> {
+        let origin = self.at.values().min().copied()?;
+        let offsets: Vec<f64> = self.at.values().map(|t| t.duration_since(origin).as_secs_f64()).collect();
+        let (first, last, counted) = measure::drain_window(&offsets)?;
+        let at = |offset: f64| origin + Duration::from_secs_f64(offset);
+        let seconds = meter.seconds_between(at(first), at(last))?;
+        Some(seconds * 1e6 / counted as f64)
     }
 
     /// Open-loop result: latency from each request's scheduled send time to its answer.

@@ -28,6 +28,9 @@ pub struct RunResult {
     /// Answers per second over the run.
     pub throughput: f64,
     pub latency_ms: Option<Percentiles>,
+    /// CPU time of the target's process (all threads) per answer over a drain, microseconds;
+    /// `None` for in-process runs and open-loop runs.
+    pub cpu_us_per_answer: Option<f64>,
     /// Answers in each second of the run.
     pub per_second: Vec<f64>,
 }
@@ -61,12 +64,18 @@ const FIRST_BURST: f64 = 0.02;
 /// few batches would look several times faster than it is. 0 when everything came at once (the
 /// backlog was too small to tell).
 pub fn drain_rate(offsets: &[f64]) -> f64 {
+    drain_window(offsets).map_or(0.0, |(first, last, counted)| counted as f64 / (last - first))
+}
+
+/// The span a drain rate is measured over: the first and the last answer, and the answers
+/// counted in it (those after the first burst); `None` when everything came at once.
+pub fn drain_window(offsets: &[f64]) -> Option<(f64, f64, usize)> {
     let (first, last) = offsets.iter().fold((f64::MAX, f64::MIN), |(lo, hi), &t| (lo.min(t), hi.max(t)));
     if offsets.len() < 2 || last - first <= FIRST_BURST {
-        return 0.0;
+        return None;
     }
     let after_first_burst = offsets.iter().filter(|&&t| t - first > FIRST_BURST).count();
-    after_first_burst as f64 / (last - first)
+    Some((first, last, after_first_burst))
 }
 
 #[cfg(test)]

@@ -12,6 +12,7 @@
 //! production, the Python targets run as a user would start them.
 
 mod corpus;
+mod cpu;
 mod kafka_load;
 mod kstreams;
 mod limit;
@@ -431,12 +432,16 @@ fn drain_backlog(
     progress.finish();
     let mut reader = ResultReader::start(kafka, &topics.results, PARTITIONS, &format!("{}-reader", topics.results))?;
     let (mut target, log) = start()?;
+    let meter = cpu::CpuMeter::start(target.pid());
     let progress = bar(n, format!("{label}: draining the backlog"));
     let deadline = Instant::now() + Duration::from_secs_f64(n as f64 / 5.0 + 60.0);
     let arrivals = reader.gather(0..n, deadline, &progress);
     progress.finish();
     target.check_running(&log)?;
-    let drained = arrivals.backlog_result(&format!("{label} (capacity)"), n);
+    let drained = RunResult {
+        cpu_us_per_answer: arrivals.cpu_per_answer(&meter),
+        ..arrivals.backlog_result(&format!("{label} (capacity)"), n)
+    };
     if drained.results < n {
         return Err(Error::Bench(format!("{label} answered {} of {n}; see {}", drained.results, log.display())));
     }

@@ -25,6 +25,11 @@ impl ChildGuard {
         Ok(ChildGuard { child, what: what.to_string() })
     }
 
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Fails if the process has already exited (with where to look).
     pub fn check_running(&mut self, log: &Path) -> Result<()> {
         match self.child.try_wait() {

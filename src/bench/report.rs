@@ -105,6 +105,8 @@ impl Report {
         add("tidal / Python stream consumer", rate(&self.exactly_once), rate(&self.python_stream), 1.4);
         add("tidal / REST at 1.5x its capacity", rate(&self.tidal_at_rest_overload), rate(&self.rest_overload), 2.0);
         add("tidal / Kafka Streams (capacity)", rate(&self.exactly_once), rate(&self.kstreams), 1.2);
+        let cpu = |r: &Option<RunResult>| r.as_ref().and_then(|r| r.cpu_us_per_answer).filter(|c| *c > 0.0);
+        add("Kafka Streams CPU / tidal CPU per answer", cpu(&self.kstreams), cpu(&self.exactly_once), 1.0);
         let p99 = |r: &Option<RunResult>| r.as_ref().and_then(|r| r.latency_ms).map(|l| l.p99).filter(|p| *p > 0.0);
         add(
             "Kafka Streams p99 / tidal p99 at one load",
@@ -120,17 +122,38 @@ impl Report {
         let mut out = String::new();
         let _ = writeln!(
             out,
-            "{:<44} {:>8} {:>8} {:>8} {:>5} {:>6} {:>8} {:>8} {:>8} {:>8}",
-            "run", "offered", "requests", "answered", "dup", "errors", "req/s", "p50 ms", "p95 ms", "p99 ms"
+            "{:<44} {:>8} {:>8} {:>8} {:>5} {:>6} {:>8} {:>8} {:>8} {:>8} {:>10}",
+            "run",
+            "offered",
+            "requests",
+            "answered",
+            "dup",
+            "errors",
+            "req/s",
+            "p50 ms",
+            "p95 ms",
+            "p99 ms",
+            "cpu us/ans"
         );
         for run in self.runs() {
             let offered = run.offered.map_or("-".into(), |o| format!("{o:.0}"));
             let (p50, p95, p99) =
                 run.latency_ms.map_or(("-".into(), "-".into(), "-".into()), |l| (ms(l.p50), ms(l.p95), ms(l.p99)));
+            let cpu = run.cpu_us_per_answer.map_or("-".into(), |c| format!("{c:.1}"));
             let _ = writeln!(
                 out,
-                "{:<44} {:>8} {:>8} {:>8} {:>5} {:>6} {:>8.1} {:>8} {:>8} {:>8}",
-                run.name, offered, run.requests, run.results, run.duplicates, run.errors, run.throughput, p50, p95, p99
+                "{:<44} {:>8} {:>8} {:>8} {:>5} {:>6} {:>8.1} {:>8} {:>8} {:>8} {:>10}",
+                run.name,
+                offered,
+                run.requests,
+                run.results,
+                run.duplicates,
+                run.errors,
+                run.throughput,
+                p50,
+                p95,
+                p99,
+                cpu
             );
         }
         let _ = writeln!(out, "\n{:<44} {:>8} {:>8}  ", "ratio", "value", "target");
@@ -301,6 +324,16 @@ mod tests {
         assert_eq!(ratios.len(), 1);
         assert_eq!(ratios[0].name, "tidal exactly-once / limit");
         assert!((ratios[0].value - 0.95).abs() < 1e-12);
+    }
+
+    #[test]
+    fn cpu_per_answer_is_compared_kafka_streams_over_tidal() {
+        let run = |throughput: f64, cpu: f64| {
+            Some(RunResult { throughput, cpu_us_per_answer: Some(cpu), ..RunResult::default() })
+        };
+        let report = Report { kstreams: run(100.0, 12.0), exactly_once: run(100.0, 4.0), ..Report::default() };
+        let ratio = report.ratios().into_iter().find(|r| r.name.contains("CPU")).expect("the CPU ratio");
+        assert!((ratio.value - 3.0).abs() < 1e-12);
     }
 
     #[test]
