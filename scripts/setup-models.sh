@@ -155,7 +155,7 @@ build_sentiment() {
 }
 
 # Bumped whenever quantize_sentiment_model.py changes what it builds.
-SENTIMENT_INT8_BUILD="mpnet8-rt-int8-1"
+SENTIMENT_INT8_BUILD="mpnet8-rt-int8-2"
 
 build_sentiment_int8() {
   local dir="$TIDAL_MODEL_DIR/sentiment"
