@@ -13,10 +13,10 @@ Runtime's MatMulIntegerToFloat: int8 inputs, fp32 result), so only its inputs ar
 The feed-forward down-projections (3072 -> 768) need care: their inputs, after GELU, hold a few
 channels whose range is tens of times the others' (one reaches 100 where the median channel
 stays under 3), which one per-tensor int8 scale cannot carry (every MatMul int8: 80.9 % on the
-first 800 held-out texts against fp32's 86.4 %). Each is split in two: the WIDE_CHANNELS_KEPT_FP32 input
-channels with the widest calibrated range stay fp32, the rest go int8, and the two products are
-added. The up-projection's columns are reordered so that the two parts are contiguous slices
-(the unquantized split graph equals the fp32 one within 3e-7).
+first 800 held-out texts against fp32's 86.4 %). Each is split in two: the
+WIDE_CHANNELS_KEPT_FP32 input channels with the widest calibrated range stay fp32, the rest go
+int8, and the two products are added. The up-projection's columns are reordered so that the
+two parts are contiguous slices (the unquantized split graph equals the fp32 one within 3e-7).
 
 Checks before writing (exit non-zero if one fails):
   * held-out accuracy (the same 20 % split as the fp32 build) at least --min-accuracy;
@@ -133,7 +133,9 @@ def split_down_projections(graph, nodes, ranges, keep):
         weight = numpy_helper.to_array(constants[w])[order]
         cut, p = width - keep, node.name
         ints = {"start": 0, "cut": cut, "end": width, "axis": -1}
-        graph.initializer.extend(numpy_helper.from_array(np.array([v], np.int64), f"{p}_{k}") for k, v in ints.items())
+        graph.initializer.extend(
+            numpy_helper.from_array(np.array([v], np.int64), f"{p}_{k}") for k, v in ints.items()
+        )
         graph.initializer.extend(
             [numpy_helper.from_array(weight[:cut], f"{p}_w_common"), numpy_helper.from_array(weight[cut:], f"{p}_w_wide")]
         )
@@ -228,7 +230,8 @@ def main():
     if not feed_forward:
         sys.exit(f"no feed-forward down-projection (a MatMul from 4 x d to d) in {fp32}")
     ranges = channel_ranges(fp32, feed_forward, tok, calibration)
-    kept_fp32 = split_down_projections(model.graph, feed_forward, ranges, WIDE_CHANNELS_KEPT_FP32) + [n.name for n in head]
+    wide_halves = split_down_projections(model.graph, feed_forward, ranges, WIDE_CHANNELS_KEPT_FP32)
+    kept_fp32 = wide_halves + [n.name for n in head]
     split = out + ".split.onnx"
     onnx.save(model, split)
     try:
