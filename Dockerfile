@@ -21,7 +21,7 @@ RUN apt-get update \
 ENV TIDAL_HOME=/opt/tidal TIDAL_MODEL_DIR=/opt/tidal/models
 WORKDIR /src
 COPY scripts/common.sh scripts/versions.env scripts/setup-onnxruntime.sh scripts/setup-models.sh scripts/
-COPY scripts/build_sentiment_model.py scripts/build_face_models.py scripts/
+COPY scripts/build_sentiment_model.py scripts/quantize_sentiment_model.py scripts/build_face_models.py scripts/
 RUN bash scripts/setup-onnxruntime.sh && bash scripts/setup-models.sh \
  && rm -rf /opt/tidal/venv /opt/tidal/testdata /opt/tidal/packages /root/.cache /root/.npm
 

@@ -22,6 +22,8 @@ Checks before writing (exit non-zero if one fails):
   * held-out accuracy (the same 20 % split as the fp32 build) at least --min-accuracy;
   * batch invariance: a text alone, in a batch of 32 mixed lengths and at the end of a padded
     group gives the same probabilities within 1e-4.
+int8.json also holds reference outputs (probabilities of fixed sentences, one at a time) that
+tidal's tests hold its own run of the model to.
 
 Usage: quantize_sentiment_model.py --model-dir DIR --corpus FILE.csv.bz2
   (reads DIR/model.onnx, DIR/tokenizer.json, DIR/heldout.jsonl; writes DIR/model-int8.onnx and
@@ -42,7 +44,7 @@ from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantTy
 from tokenizers import Tokenizer
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from build_sentiment_model import MAX_TOKENS, SEED, encode, load_corpus  # noqa: E402
+from build_sentiment_model import MAX_TOKENS, REFERENCE_SENTENCES, SEED, encode, load_corpus  # noqa: E402
 
 CALIBRATION_TEXTS = 400
 # Per down-projection, how many input channels (of 3072), the widest in calibration, stay fp32.
@@ -271,6 +273,10 @@ def main():
         "batch_invariance_max_abs_diff": batch_invariance(int8, tok, train[1000:1032]),
         "per_second_batch32_int8": per_second(int8, tok, train, 32),
         "per_second_batch32_fp32": per_second(reference, tok, train, 32),
+        # Reference outputs for tidal's tests: this model, one sentence at a time.
+        "outputs": [
+            {"text": text, "probabilities": probabilities(int8, tok, [text])[0].tolist()} for text in REFERENCE_SENTENCES
+        ],
     }
     print(json.dumps(figures, indent=1), flush=True)
     if figures["heldout_accuracy_int8"] < args.min_accuracy:

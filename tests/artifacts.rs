@@ -43,9 +43,10 @@ fn shipped_manifests_parse() {
         ["echo", "face-match", "ocr", "sentiment"],
         "the three shipped models and echo, each named as its file"
     );
-    // The int8 variant stands in for the fp32 sentiment model: same name, labels, tokenizer, inputs.
-    let int8 = tidal::models::Manifest::find("sentiment", Some(&repo("models/int8"))).expect("int8 manifest");
-    let fp32 = tidal::models::Manifest::find("sentiment", None).unwrap();
+    // The float variant stands in for the built-in int8 sentiment model: same name, labels,
+    // tokenizer, inputs.
+    let fp32 = tidal::models::Manifest::find("sentiment", Some(&repo("models/fp32"))).expect("fp32 manifest");
+    let int8 = tidal::models::Manifest::find("sentiment", None).unwrap();
     let (tidal::models::ModelKind::TextClassification(a), tidal::models::ModelKind::TextClassification(b)) =
         (&int8.kind, &fp32.kind)
     else {
@@ -80,7 +81,7 @@ fn start_up_errors_say_what_and_how_to_fix() {
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("/nonexistent-models/sentiment/model.onnx") && err.contains("scripts/setup.sh"), "{err}");
+    assert!(err.contains("/nonexistent-models/sentiment/model-int8.onnx") && err.contains("scripts/setup.sh"), "{err}");
 }
 
 #[test]

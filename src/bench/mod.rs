@@ -118,9 +118,9 @@ pub struct BenchConfig {
     /// Folder the model manifests' files resolve against.
     #[arg(long, env = "TIDAL_MODEL_DIR")]
     pub model_dir: Option<PathBuf>,
-    /// Folder of model manifests to use instead of the built-in ones (`models/int8`: the int8
-    /// sentiment variant), for the limit, tidal and Kafka Streams (the Python baselines keep the
-    /// built-in fp32 manifest).
+    /// Folder of model manifests to use instead of the built-in ones (`models/fp32`: the float
+    /// sentiment model the built-in int8 one is quantized from), for the limit, tidal and Kafka
+    /// Streams (the Python baselines keep the built-in manifest).
     #[arg(long)]
     pub manifest_dir: Option<PathBuf>,
 }

@@ -214,7 +214,7 @@ mod tests {
 
     #[test]
     fn tidal_serves_the_model_folder_the_limit_ran_from() {
-        let dir = Path::new("/opt/models \"int8\"");
+        let dir = Path::new("/opt/models \"fp32\"");
         let target = TidalTarget {
             brokers: "127.0.0.1:9092",
             prefix: "bench-1-exactly-once",
@@ -231,9 +231,9 @@ mod tests {
         let config = crate::config::ServeConfig::from_toml(&serve_config(&target)).unwrap();
         assert_eq!(config.model_dir(), dir);
         assert_eq!(config.manifest_dir, None);
-        let int8 = TidalTarget { manifest_dir: Some(Path::new("models/int8")), ..target };
-        let config = crate::config::ServeConfig::from_toml(&serve_config(&int8)).unwrap();
-        assert_eq!(config.manifest_dir.as_deref(), Some(Path::new("models/int8")));
+        let fp32 = TidalTarget { manifest_dir: Some(Path::new("models/fp32")), ..target };
+        let config = crate::config::ServeConfig::from_toml(&serve_config(&fp32)).unwrap();
+        assert_eq!(config.manifest_dir.as_deref(), Some(Path::new("models/fp32")));
         assert_eq!((config.workers, config.batch.max_batch), (2, 16));
     }
 }

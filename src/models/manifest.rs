@@ -431,7 +431,7 @@ mod tests {
     fn missing_files_are_named() {
         let m = Manifest::find("sentiment", None).unwrap();
         let err = m.check_files(Path::new("/nonexistent")).unwrap_err().to_string();
-        assert!(err.contains("/nonexistent/sentiment/model.onnx"), "{err}");
+        assert!(err.contains("/nonexistent/sentiment/model-int8.onnx"), "{err}");
         assert!(err.contains("scripts/setup.sh"), "{err}");
     }
 
