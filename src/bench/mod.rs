@@ -307,7 +307,7 @@ fn python_stream_phase(
     producer.backlog(0..n, &progress)?;
     progress.finish();
     let mut reader = ResultReader::start(kafka, &results, PARTITIONS, &format!("{prefix}-reader"))?;
-    let (_consumer, log) = processes::start_python_stream(
+    let (consumer, log) = processes::start_python_stream(
         python,
         &config.baselines,
         &config.brokers,
@@ -316,11 +316,15 @@ fn python_stream_phase(
         &config.model,
         &config.out,
     )?;
+    let meter = cpu::CpuMeter::start(consumer.pid());
     let progress = bar(n, "Python stream: draining the backlog".into());
     let deadline = Instant::now() + Duration::from_secs_f64(allowed + 60.0);
     let arrivals = reader.gather(0..n, deadline, &progress);
     progress.finish();
-    let run = arrivals.backlog_result("Python stream consumer (capacity)", n);
+    let run = RunResult {
+        cpu_us_per_answer: arrivals.cpu_per_answer(&meter),
+        ..arrivals.backlog_result("Python stream consumer (capacity)", n)
+    };
     if run.results < n {
         return Err(Error::Bench(format!(
             "the Python stream consumer answered {} of {n} requests; see {}",
