@@ -7,21 +7,15 @@ import base64
 import json
 import os
 import sys
-import tomllib
 
 import numpy as np
 
-from sentiment_model import REPO
+from sentiment_model import manifest
 
 ONE_THREAD = {"EngineConfig.onnxruntime.intra_op_num_threads": 1, "EngineConfig.onnxruntime.inter_op_num_threads": 1}
 ARCFACE_TEMPLATE = np.array(
     [[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.7366], [41.5493, 92.3655], [70.7299, 92.2041]]
 )
-
-
-def manifest(name):
-    with open(os.path.join(REPO, "models", f"{name}.toml"), "rb") as f:
-        return tomllib.load(f)
 
 
 def decode_image(b64):

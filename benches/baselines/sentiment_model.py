@@ -11,12 +11,19 @@ from tokenizers import Tokenizer
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
+def manifest(name):
+    """The manifest `name`.toml from TIDAL_MANIFEST_DIR (what `tidal bench --manifest-dir` gives
+    tidal), else the repository's models/ (tidal's built-in manifests)."""
+    folder = os.environ.get("TIDAL_MANIFEST_DIR") or os.path.join(REPO, "models")
+    with open(os.path.join(folder, f"{name}.toml"), "rb") as f:
+        return tomllib.load(f)
+
+
 class SentimentModel:
     def __init__(self, model_dir):
-        with open(os.path.join(REPO, "models", "sentiment.toml"), "rb") as f:
-            manifest = tomllib.load(f)
-        spec = manifest["text-classification"]
-        self.version = manifest["version"]
+        found = manifest("sentiment")
+        self.version = found["version"]
+        spec = found["text-classification"]
         self.labels = spec["labels"]
         self.tokenizer = Tokenizer.from_file(os.path.join(model_dir, spec["tokenizer"]))
         self.tokenizer.no_padding()

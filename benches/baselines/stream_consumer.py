@@ -2,7 +2,8 @@
 consumer with auto-commit, per-message inference with onnxruntime, a result produced per request
 (at-least-once, no batching, no transactions), as in a Faust-style worker.
 
-Usage: stream_consumer.py BROKERS REQUEST_TOPIC RESULT_TOPIC GROUP MODEL_DIR [sentiment|ocr|face-match]"""
+Usage: stream_consumer.py BROKERS REQUEST_TOPIC RESULT_TOPIC GROUP MODEL_DIR [sentiment|ocr|face-match]
+The model's manifest comes from TIDAL_MANIFEST_DIR if set, else the repository's models/."""
 import signal
 import sys
 

@@ -123,14 +123,22 @@ pub fn decode(request: &str, kind: codec::InputKind, limits: &Limits) -> Result<
 
 /// The sequence number back from a result's JSON value (`"id": "r<seq>"`).
 pub fn seq_of_result(value: &[u8]) -> Option<u64> {
-    answer_of_result(value).map(|(seq, _)| seq)
+    answer_of_result(value, "").map(|(seq, _)| seq)
 }
 
-/// The request number a result answers, and whether its status is `ok`.
-pub fn answer_of_result(value: &[u8]) -> Option<(u64, bool)> {
+/// The request number a result answers, and whether it is a prediction of `model_version`: status
+/// `ok`, from that version (a baseline answering from other model files is not comparable).
+pub fn answer_of_result(value: &[u8], model_version: &str) -> Option<(u64, bool)> {
     let parsed: serde_json::Value = serde_json::from_slice(value).ok()?;
     let seq = parsed.get("id")?.as_str()?.strip_prefix('r')?.parse().ok()?;
-    Some((seq, parsed.get("status").and_then(|s| s.as_str()) == Some("ok")))
+    let field = |name: &str| parsed.get(name).and_then(|s| s.as_str());
+    Some((seq, field("status") == Some("ok") && field("model_version") == Some(model_version)))
+}
+
+/// The `model_version` a result names.
+pub fn version_of_result(value: &[u8]) -> Option<String> {
+    let parsed: serde_json::Value = serde_json::from_slice(value).ok()?;
+    Some(parsed.get("model_version")?.as_str()?.to_string())
 }
 
 #[cfg(test)]
@@ -143,8 +151,15 @@ mod tests {
         assert_eq!(seq_of_result(result.as_bytes()), Some(4242));
         assert_eq!(seq_of_result(br#"{"id":"x1"}"#), None);
         assert_eq!(seq_of_result(b"not json"), None);
-        assert_eq!(answer_of_result(br#"{"id":"r7","status":"error","error":"no face"}"#), Some((7, false)));
-        assert_eq!(answer_of_result(br#"{"id":"r7","status":"ok"}"#), Some((7, true)));
+        let answer = |status: &str, version: &str| {
+            let result = format!(r#"{{"id":"r7","model_version":"{version}","status":"{status}"}}"#);
+            answer_of_result(result.as_bytes(), "int8-2")
+        };
+        assert_eq!(answer("ok", "int8-2"), Some((7, true)));
+        assert_eq!(answer("error", "int8-2"), Some((7, false)));
+        assert_eq!(answer("ok", "fp32-1"), Some((7, false)), "an answer from another model is not a prediction");
+        assert_eq!(answer_of_result(br#"{"id":"r7","status":"ok"}"#, "int8-2"), Some((7, false)));
+        assert_eq!(version_of_result(br#"{"id":"r7","model_version":"v3"}"#).as_deref(), Some("v3"));
         let request: serde_json::Value = serde_json::from_str(&request(17)).unwrap();
         assert_eq!(request["id"], "r17");
         assert_eq!(request["text"], text(1));

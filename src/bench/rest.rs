@@ -47,6 +47,26 @@ async fn attempt(client: &reqwest::Client, url: &str, seq: u64, timeout: Duratio
     matches!(tokio::time::timeout(timeout, call).await, Ok(Ok(true)))
 }
 
+/// The `model_version` the server answers one request with: the bench compares models, so a
+/// server loaded with other model files must not be measured.
+pub fn model_version(url: &str) -> Result<String> {
+    let http = client()?;
+    runtime()?.block_on(async {
+        let call = async {
+            let response =
+                http.post(url).header("content-type", "application/json").body(corpus::request(0)).send().await?;
+            response.bytes().await
+        };
+        let body = tokio::time::timeout(Duration::from_secs(30), call)
+            .await
+            .map_err(|_| Error::Bench(format!("{url} did not answer a request within 30 s")))?
+            .map_err(|e| Error::Bench(format!("{url} did not answer a request: {e}")))?;
+        corpus::version_of_result(&body).ok_or_else(|| {
+            Error::Bench(format!("{url} answered without a model_version: {}", String::from_utf8_lossy(&body)))
+        })
+    })
+}
+
 /// `clients` concurrent callers, each sending its next request when the last one is answered,
 /// for `duration`: the server's capacity.
 pub fn closed_loop(url: &str, clients: usize, duration: Duration, progress: &ProgressBar) -> Result<RunResult> {
