@@ -107,6 +107,14 @@ fn interpolate(samples: &[(Instant, f64)], at: Instant) -> Option<f64> {
     Some(c0 + (c1 - c0) * part)
 }
 
+/// CPU seconds the calling thread has used (user + system), in nanoseconds' resolution.
+pub fn thread_cpu_seconds() -> f64 {
+    let mut now = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: clock_gettime writes one timespec, which `now` is.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut now) };
+    now.tv_sec as f64 + now.tv_nsec as f64 * 1e-9
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -143,12 +151,5 @@ mod tests {
         let to = Instant::now();
         let spent = meter.seconds_between(from, to).expect("samples cover the window");
         assert!(spent > 0.25, "300 ms of this thread's CPU measured as {spent} s for the process");
-    }
-
-    fn thread_cpu_seconds() -> f64 {
-        let mut now = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-        // SAFETY: clock_gettime writes one timespec, which `now` is.
-        unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut now) };
-        now.tv_sec as f64 + now.tv_nsec as f64 * 1e-9
     }
 }

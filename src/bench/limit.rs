@@ -3,7 +3,8 @@
 //! and post-processing) and ONNX Runtime with one intra-op thread, batches of `max_batch`, on the
 //! core a worker would own. No Kafka. (Decoding was once left out: with face match's bounded
 //! detector, decoding two photos became a quarter of a pair's time, and a limit without it is
-//! one no server could reach.)
+//! one no server could reach.) Its CPU time per answer is the loop thread's: the model's own
+//! cost, which tidal's CPU per answer is compared with (a ratio a machine's speed drift leaves alone).
 
 use std::time::{Duration, Instant};
 
@@ -54,6 +55,7 @@ pub fn measure(
                     model.infer(&inputs.iter().collect::<Vec<_>>())?;
                 }
                 let start = Instant::now();
+                let cpu_start = super::cpu::thread_cpu_seconds();
                 let mut done = 0u64;
                 let mut per_second = vec![0.0];
                 while start.elapsed() < duration {
@@ -69,11 +71,13 @@ pub fn measure(
                     per_second[second] += inputs.len() as f64;
                     progress.set_position(start.elapsed().as_millis() as u64);
                 }
+                let cpu_seconds = super::cpu::thread_cpu_seconds() - cpu_start;
                 Ok(RunResult {
                     name: format!("limit (decode + model, batch {batch})"),
                     requests: done,
                     results: done,
                     throughput: done as f64 / start.elapsed().as_secs_f64(),
+                    cpu_us_per_answer: (done > 0).then(|| cpu_seconds * 1e6 / done as f64),
                     per_second,
                     ..RunResult::default()
                 })

@@ -91,6 +91,17 @@ impl Report {
         (!rates.is_empty()).then(|| rates.iter().sum::<f64>() / rates.len() as f64)
     }
 
+    /// The model alone, CPU microseconds per answer: the mean of the runs before and after tidal's.
+    pub fn limit_cpu(&self) -> Option<f64> {
+        let cpus: Vec<f64> = [&self.limit, &self.limit_after]
+            .into_iter()
+            .flatten()
+            .filter_map(|r| r.cpu_us_per_answer)
+            .filter(|c| *c > 0.0)
+            .collect();
+        (!cpus.is_empty()).then(|| cpus.iter().sum::<f64>() / cpus.len() as f64)
+    }
+
     /// The ratios that can be computed from the runs made.
     pub fn ratios(&self) -> Vec<Ratio> {
         let rate = |r: &Option<RunResult>| r.as_ref().map(|r| r.throughput).filter(|t| *t > 0.0);
@@ -100,12 +111,14 @@ impl Report {
                 ratios.push(Ratio { name, value: a / b, target });
             }
         };
+        let cpu = |r: &Option<RunResult>| r.as_ref().and_then(|r| r.cpu_us_per_answer).filter(|c| *c > 0.0);
         add("tidal exactly-once / limit", rate(&self.exactly_once), self.limit_rate(), 0.95);
+        // The same question asked of CPU time: the model's share of what tidal spends per answer.
+        add("limit CPU / tidal CPU per answer", self.limit_cpu(), cpu(&self.exactly_once), 0.95);
         add("exactly-once / at-least-once", rate(&self.exactly_once), rate(&self.at_least_once), 0.95);
         add("tidal / Python stream consumer", rate(&self.exactly_once), rate(&self.python_stream), 1.4);
         add("tidal / REST at 1.5x its capacity", rate(&self.tidal_at_rest_overload), rate(&self.rest_overload), 2.0);
         add("tidal / Kafka Streams (capacity)", rate(&self.exactly_once), rate(&self.kstreams), 1.2);
-        let cpu = |r: &Option<RunResult>| r.as_ref().and_then(|r| r.cpu_us_per_answer).filter(|c| *c > 0.0);
         add("Kafka Streams CPU / tidal CPU per answer", cpu(&self.kstreams), cpu(&self.exactly_once), 1.0);
         let p99 = |r: &Option<RunResult>| r.as_ref().and_then(|r| r.latency_ms).map(|l| l.p99).filter(|p| *p > 0.0);
         add(
@@ -334,6 +347,16 @@ mod tests {
         let report = Report { kstreams: run(100.0, 12.0), exactly_once: run(100.0, 4.0), ..Report::default() };
         let ratio = report.ratios().into_iter().find(|r| r.name.contains("CPU")).expect("the CPU ratio");
         assert!((ratio.value - 3.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn the_models_cpu_is_compared_with_tidals_per_answer() {
+        let run = |cpu: f64| Some(RunResult { throughput: 10.0, cpu_us_per_answer: Some(cpu), ..RunResult::default() });
+        let report =
+            Report { limit: run(90.0), limit_after: run(110.0), exactly_once: run(125.0), ..Report::default() };
+        assert_eq!(report.limit_cpu(), Some(100.0));
+        let ratio = report.ratios().into_iter().find(|r| r.name.starts_with("limit CPU")).expect("the CPU ratio");
+        assert!((ratio.value - 0.8).abs() < 1e-12);
     }
 
     #[test]

@@ -9,7 +9,9 @@ mod runtime;
 mod text_classification;
 
 pub use manifest::{EchoSpec, FaceMatchSpec, LimitType, Manifest, ModelKind, OcrSpec, TextClassificationSpec};
-pub use runtime::{check_signature, init_onnxruntime, new_image_session, new_session, run_f32};
+pub use runtime::{
+    check_signature, init_onnxruntime, new_bounded_image_session, new_image_session, new_session, run_f32,
+};
 pub use text_classification::{length_groups, TextClassifier};
 
 use crate::codec::{Input, InputKind};

@@ -80,12 +80,12 @@ impl OcrPipeline {
     /// Builds the sessions and reads the dictionary from the recogniser's metadata.
     pub fn load(manifest: &Manifest, spec: &OcrSpec, model_dir: &Path) -> Result<Self> {
         let model_error = |reason: String| Error::Model { model: manifest.name.clone(), reason };
-        let detector = super::new_image_session(&model_dir.join(&spec.detector))?;
+        let detector = super::new_bounded_image_session(&model_dir.join(&spec.detector))?;
         super::check_signature(&detector, &manifest.name, &["x"], &[])?;
-        let recognizer = super::new_image_session(&model_dir.join(&spec.recognizer))?;
+        let recognizer = super::new_bounded_image_session(&model_dir.join(&spec.recognizer))?;
         super::check_signature(&recognizer, &manifest.name, &["x"], &[])?;
         let classifier = match &spec.classifier {
-            Some(path) => Some(super::new_image_session(&model_dir.join(path))?),
+            Some(path) => Some(super::new_bounded_image_session(&model_dir.join(path))?),
             None => None,
         };
         let dictionary = recognizer.metadata().ok().and_then(|m| m.custom("character")).ok_or_else(|| {
