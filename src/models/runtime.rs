@@ -37,14 +37,14 @@ pub fn init_onnxruntime(library: &Path) -> Result<&'static Environment> {
 /// Builds a session for one worker: one intra-op thread, all graph optimisations, ONNX Runtime's
 /// memory arena (tensors reused from run to run: right for text, whose shapes stay small).
 pub fn new_session(model: &Path) -> Result<Session> {
-    build_session(model, true)
+    build_session(model, true, true)
 }
 
 /// [`new_session`] without the arena, for image models: their tensors follow each photo's size,
 /// and an arena keeps the largest run's memory for good (measured on a 12-megapixel face pair:
 /// the MTCNN arenas held ~190 MiB after one request). Each run's tensors are freed after it.
 pub fn new_image_session(model: &Path) -> Result<Session> {
-    build_session(model, false)
+    build_session(model, false, false)
 }
 
 /// [`new_session`] with the arena but no memory patterns, for image models whose tensors are
@@ -53,14 +53,10 @@ pub fn new_image_session(model: &Path) -> Result<Session> {
 /// pages in took a fifth of an OCR worker's time; the arena keeps at most the largest page's
 /// tensors. No memory patterns: they are cached per input shape, and page and line sizes vary.
 pub fn new_bounded_image_session(model: &Path) -> Result<Session> {
-    build_session_with(model, true, false)
+    build_session(model, true, false)
 }
 
-fn build_session(model: &Path, arena: bool) -> Result<Session> {
-    build_session_with(model, arena, arena)
-}
-
-fn build_session_with(model: &Path, arena: bool, memory_pattern: bool) -> Result<Session> {
+fn build_session(model: &Path, arena: bool, memory_pattern: bool) -> Result<Session> {
     let env = ENVIRONMENT
         .get()
         .ok_or_else(|| Error::Ort("ONNX Runtime is not initialised: call init_onnxruntime first".into()))?;
